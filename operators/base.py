@@ -1,0 +1,139 @@
+"""The common base of pnp-stable's operators, and the record of how a norm was obtained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from deepinv.physics import LinearPhysics
+
+from ._checks import check_image_batch
+from .functional import pcg
+
+__all__ = ["LinearOperator", "OperatorNorm", "NormKind"]
+
+NormKind = Literal["exact", "upper_bound", "estimate"]
+
+#: Relative allowance added to norms computed in float64 so that "exact" values are never
+#: below the true norm because of rounding (float64 FFT/SVD errors are ~1e-15 relative).
+ROUNDING_ALLOWANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class OperatorNorm:
+    """A spectral norm ``||A||_2`` (not squared) and how it was obtained.
+
+    Attributes
+    ----------
+    value : float
+        The number.  For ``"exact"`` it is rounded up by a 1e-12 relative allowance.
+    kind : {"exact", "upper_bound", "estimate"}
+        ``exact`` and ``upper_bound`` are certificates (``value >= ||A||``); an
+        ``estimate`` (power iteration) is a lower bound in exact arithmetic and must
+        not be used where a guarantee is claimed.
+    method : str
+        How it was computed, in words.
+    in_shape : tuple of int or None
+        The input shape it holds for; ``None`` means every image size.
+
+    Examples
+    --------
+    >>> OperatorNorm(1.0, "exact", "sum of a non-negative kernel", None).certified
+    True
+    """
+
+    value: float
+    kind: NormKind
+    method: str
+    in_shape: tuple[int, ...] | None
+
+    @property
+    def certified(self) -> bool:
+        """True when ``value`` is a guaranteed upper bound of the norm."""
+        return self.kind in ("exact", "upper_bound")
+
+
+class LinearOperator(LinearPhysics):
+    """Base class of pnp-stable operators: a :class:`deepinv.physics.LinearPhysics` with
+    declared norm certificates and a prox that never changes the operator's state.
+
+    Subclasses implement ``A``, ``A_adjoint`` and, where they can, ``norm_certificate``
+    and a faster ``prox_l2``.  The default ``prox_l2`` runs conjugate gradients with an
+    optional preconditioner from ``_prox_preconditioner``.
+
+    Parameters
+    ----------
+    noise_model : deepinv.physics.NoiseModel, optional
+        Noise applied by ``forward`` (``physics(x)``); default none.
+    prox_tol : float
+        Relative residual tolerance of iterative proxes.
+    prox_max_iter : int
+        Iteration cap of iterative proxes.
+    """
+
+    def __init__(self, *, noise_model=None, prox_tol: float = 1e-6, prox_max_iter: int = 100):
+        from deepinv.physics import ZeroNoise
+
+        if not (prox_tol > 0):
+            raise ValueError(f"prox_tol must be positive; got {prox_tol!r}")
+        if int(prox_max_iter) < 1:
+            raise ValueError(f"prox_max_iter must be a positive integer; got {prox_max_iter!r}")
+        super().__init__(noise_model=noise_model if noise_model is not None else ZeroNoise())
+        self.prox_tol = float(prox_tol)
+        self.prox_max_iter = int(prox_max_iter)
+
+    # -- norms -----------------------------------------------------------------------
+    def norm_certificate(self, in_shape: tuple[int, ...] | None = None) -> OperatorNorm | None:
+        """A certified (exact or upper-bound) norm for inputs of ``in_shape``, or None.
+
+        ``in_shape=None`` asks for a bound valid for every image size; operators whose
+        bound depends on the size return None then.
+        """
+        return None
+
+    # -- prox of the data term ---------------------------------------------------------
+    def _prox_preconditioner(self, z: torch.Tensor, gamma: torch.Tensor):
+        """An SPD approximation of ``(gamma A^T A + I)^{-1}``, or None."""
+        return None
+
+    def prox_l2(self, z, y, gamma, *, tol: float | None = None, max_iter: int | None = None, **kwargs):
+        r"""Proximal operator of the data term, in deepinv's convention.
+
+        .. math:: \operatorname{prox}(z) = \arg\min_x \tfrac{\gamma}{2}\|Ax - y\|^2 + \tfrac12\|x - z\|^2
+                  = (\gamma A^\top A + I)^{-1} (\gamma A^\top y + z)
+
+        Unlike deepinv's ``LinearPhysics.prox_l2`` this never changes ``max_iter``, ``tol``
+        or ``solver`` on the operator.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            Point, shape (B, C, H, W).
+        y : torch.Tensor
+            Measurements.
+        gamma : float or torch.Tensor
+            Positive weight; a tensor of shape (B,) or (B, 1, 1, 1) gives one per sample.
+        tol, max_iter : optional
+            Override ``prox_tol`` / ``prox_max_iter`` for this call.
+        """
+        check_image_batch(z, "z")
+        g = self._gamma(gamma, z)
+        b = g * self.A_adjoint(y) + z
+        x, _ = pcg(
+            lambda v: g * self.A_adjoint(self.A(v)) + v,
+            b,
+            precondition=self._prox_preconditioner(z, g),
+            tol=self.prox_tol if tol is None else tol,
+            max_iter=self.prox_max_iter if max_iter is None else max_iter,
+        )
+        return x
+
+    @staticmethod
+    def _gamma(gamma, like: torch.Tensor) -> torch.Tensor:
+        g = torch.as_tensor(gamma, dtype=like.dtype, device=like.device)
+        if g.ndim == 1 and g.numel() == like.shape[0]:
+            g = g.view(-1, 1, 1, 1)
+        if not bool(torch.isfinite(g).all()) or bool((g <= 0).any()):
+            raise ValueError(f"gamma must be positive and finite; got {gamma!r}")
+        return g

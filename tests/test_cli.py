@@ -1,0 +1,100 @@
+"""The pnp-stable command line and the I/O it relies on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pnp_stable.cli import main
+from pnp_stable.io import load_image, write_atomic
+
+
+def test_demo_writes_figure_and_improves_psnr(tmp_path, capsys):
+    out = tmp_path / "fig.png"
+    assert main(["demo", "-o", str(out), "--kernel", "gaussian:1.6"]) == 0
+    text = capsys.readouterr().out
+    blurred, restored = (float(line.split("PSNR")[1].split("dB")[0]) for line in text.splitlines()[:2])
+    assert restored > blurred + 1.0
+    from skimage import io
+
+    img = io.imread(out)
+    assert img.ndim == 3 and img.shape[0] > 200
+
+
+def test_demo_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "fig.png"
+    out.write_bytes(b"precious")
+    assert main(["demo", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == b"precious"
+    assert main(["demo", "-o", str(out), "--overwrite", "--kernel", "box:3"]) == 0
+    assert out.read_bytes() != b"precious"
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--kernel", "blob:3"], "unknown kernel family"),
+        (["--noise", "-0.1"], "sigma must be"),
+        (["--image", "no_such_file.png"], "image not found"),
+    ],
+)
+def test_demo_bad_input_one_line(tmp_path, capsys, args, match):
+    assert main(["demo", "-o", str(tmp_path / "f.png"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_demo_missing_output_folder(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "nope" / "f.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().out
+
+
+def test_console_script_installed():
+    exe = os.path.join(os.path.dirname(sys.executable), "pnp-stable")
+    if not os.path.exists(exe):
+        exe = "pnp-stable"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("pnp-stable ")
+
+
+def test_load_image_errors(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image at all")
+    with pytest.raises(ValueError, match="not a readable image"):
+        load_image(tmp_path / "notes.png")
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_load_image_kinds(tmp_path):
+    from skimage import io
+
+    rgba = (np.random.default_rng(0).random((8, 9, 4)) * 255).astype(np.uint8)
+    io.imsave(tmp_path / "a.png", rgba, check_contrast=False)
+    img = load_image(tmp_path / "a.png")
+    assert img.shape == (8, 9, 3) and img.dtype == np.float64 and 0 <= img.min() and img.max() <= 1
+    assert load_image("astronaut").shape == (512, 512, 3)
+
+
+def test_write_atomic_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+
+    def broken(path):
+        with open(path, "w") as fh:
+            fh.write("half")
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_atomic(target, broken)
+    assert list(tmp_path.iterdir()) == []
