@@ -97,14 +97,21 @@ class LinearOperator(LinearPhysics):
         """An SPD approximation of ``(gamma A^T A + I)^{-1}``, or None."""
         return None
 
-    def prox_l2(self, z, y, gamma, *, tol: float | None = None, max_iter: int | None = None, **kwargs):
+    def prox_l2(self, z, y, gamma, **kwargs):
         r"""Proximal operator of the data term, in deepinv's convention.
 
         .. math:: \operatorname{prox}(z) = \arg\min_x \tfrac{\gamma}{2}\|Ax - y\|^2 + \tfrac12\|x - z\|^2
                   = (\gamma A^\top A + I)^{-1} (\gamma A^\top y + z)
 
         Unlike deepinv's ``LinearPhysics.prox_l2`` this never changes ``max_iter``, ``tol``
-        or ``solver`` on the operator.
+        or ``solver`` on the operator.  See :meth:`prox_l2_info` for the arguments; this
+        returns its solution only.
+        """
+        return self.prox_l2_info(z, y, gamma, **kwargs)[0]
+
+    def prox_l2_info(self, z, y, gamma, *, tol: float | None = None, max_iter: int | None = None,
+                     init: torch.Tensor | None = None, **kwargs) -> tuple[torch.Tensor, dict]:
+        r"""The prox of :meth:`prox_l2` and how it was computed.
 
         Parameters
         ----------
@@ -115,19 +122,35 @@ class LinearOperator(LinearPhysics):
         gamma : float or torch.Tensor
             Positive weight; a tensor of shape (B,) or (B, 1, 1, 1) gives one per sample.
         tol, max_iter : optional
-            Override ``prox_tol`` / ``prox_max_iter`` for this call.
+            Override ``prox_tol`` / ``prox_max_iter`` for this call (iterative proxes).
+        init : torch.Tensor, optional
+            Warm start of an iterative solve (default: the preconditioned right-hand side).
+
+        Returns
+        -------
+        x : torch.Tensor
+            The prox.
+        info : dict
+            ``method`` ("closed form" or "pcg"), ``iterations``, ``converged``, and for PCG
+            the final ``relative_residual`` per sample.
         """
         check_image_batch(z, "z")
         g = self._gamma(gamma, z)
         b = g * self.A_adjoint(y) + z
-        x, _ = pcg(
+        x, info = pcg(
             lambda v: g * self.A_adjoint(self.A(v)) + v,
             b,
             precondition=self._prox_preconditioner(z, g),
+            x0=init,
             tol=self.prox_tol if tol is None else tol,
             max_iter=self.prox_max_iter if max_iter is None else max_iter,
         )
-        return x
+        return x, dict(info, method="pcg")
+
+    @staticmethod
+    def closed_form(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Package a closed-form prox result with its info."""
+        return x, {"method": "closed form", "iterations": 0, "converged": True}
 
     @staticmethod
     def _gamma(gamma, like: torch.Tensor) -> torch.Tensor:

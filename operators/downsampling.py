@@ -112,21 +112,22 @@ class Downsampling(LinearOperator):
     def _prox_preconditioner(self, z, gamma):
         return lambda r: self._circular_solve(r, gamma)
 
-    def prox_l2(self, z, y, gamma, **kwargs):
+    def prox_l2_info(self, z, y, gamma, **kwargs):
         r"""Prox of :math:`\tfrac{\gamma}{2}\|Ax-y\|^2`: closed form for circular, PCG otherwise.
 
         Examples
         --------
         >>> import torch
         >>> op = Downsampling(2)
-        >>> op.prox_l2(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 4, 4), 1.0).abs().max().item()
-        0.0
+        >>> x, info = op.prox_l2_info(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 4, 4), 1.0)
+        >>> x.abs().max().item(), info["method"]
+        (0.0, 'closed form')
         """
         if self.boundary != "circular":
-            return super().prox_l2(z, y, gamma, **kwargs)
+            return super().prox_l2_info(z, y, gamma, **kwargs)
         self._check(z)
         g = self._gamma(gamma, z)
-        return self._circular_solve(g * self.A_adjoint(y) + z, g)
+        return self.closed_form(self._circular_solve(g * self.A_adjoint(y) + z, g))
 
     def norm_certificate(self, in_shape=None) -> OperatorNorm | None:
         """Exact on a given grid for circular boundaries; otherwise the blur's bound.

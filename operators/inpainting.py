@@ -80,7 +80,7 @@ class Inpainting(LinearOperator):
     def A_adjoint(self, y: torch.Tensor, **kwargs) -> torch.Tensor:
         return self._mask_for(y, "y") * y
 
-    def prox_l2(self, z, y, gamma, **kwargs):
+    def prox_l2_info(self, z, y, gamma, **kwargs):
         r"""Closed-form prox of :math:`\tfrac{\gamma}{2}\|m \odot x - y\|^2`.
 
         Examples
@@ -92,7 +92,7 @@ class Inpainting(LinearOperator):
         """
         m = self._mask_for(z, "z")
         g = self._gamma(gamma, z)
-        return (g * m * y + z) / (g * m * m + 1)
+        return self.closed_form((g * m * y + z) / (g * m * m + 1))
 
     def norm_certificate(self, in_shape=None) -> OperatorNorm:
         """Exactly ``max(mask)``, for every image the mask fits.

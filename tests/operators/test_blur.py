@@ -210,3 +210,37 @@ def test_user_kernel_not_modified_and_buffer_is_float64():
     assert np.all(k == 1 / 9)
     assert Blur(k).kernel.dtype == torch.float64
     assert set(Blur(k).state_dict()) == {"kernel"}  # the guarantee-relevant state, pinned
+
+
+@pytest.mark.parametrize("kernel", ["gaussian:1.5", "box:5", "disk:2.5"])
+@pytest.mark.parametrize("hw", [(11, 12), (16, 16)])
+def test_symmetric_boundary_symmetric_kernel_prox_is_closed_form(kernel, hw):
+    """The mirrored circular solve is the exact prox, no iterations, even when the kernel
+    reaches past the mirrored copy (radius > H / 2)."""
+    op = Blur(kernel, "symmetric")
+    assert op.axis_symmetric
+    shape = (1, 1) + hw
+    M = dense_matrix(op, shape)
+    z, y = torch.randn(shape, dtype=torch.float64), torch.randn(shape, dtype=torch.float64)
+    x = op.prox_l2(z, y, 30.0, max_iter=1)  # an iterative prox could not converge in 1 step
+    ref = np.linalg.solve(30.0 * M.T @ M + np.eye(M.shape[1]), 30.0 * M.T @ y.flatten().numpy() + z.flatten().numpy())
+    np.testing.assert_allclose(x.flatten().numpy(), ref, atol=1e-10)
+
+
+def test_prox_warm_start_and_info():
+    """Started at the solution, PCG returns it at once; a nearby start needs fewer steps."""
+    op = Blur("levin:1", "reflect")
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.rand(1, 1, 48, 48, generator=g, dtype=torch.float64), torch.rand(1, 1, 48, 48, generator=g, dtype=torch.float64)
+    x, cold = op.prox_l2_info(z, y, 20.0, tol=1e-8)
+    assert cold["method"] == "pcg" and cold["converged"] and cold["iterations"] > 3
+    near = x + 1e-4 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    _, warm = op.prox_l2_info(z, y, 20.0, tol=1e-8, init=near)
+    assert warm["iterations"] < cold["iterations"]
+    assert Blur("levin:1").prox_l2_info(z, y, 20.0)[1]["method"] == "closed form"
+
+
+def test_even_box_is_not_axis_symmetric():
+    """The centring rule puts an even kernel off-centre, so no mirror shortcut applies."""
+    assert not Blur("box:4", "symmetric").axis_symmetric
+    assert Blur("box:4", "symmetric").norm_certificate() is None
