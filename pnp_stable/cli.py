@@ -33,7 +33,84 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--noise", type=float, default=0.01, help="noise standard deviation in [0, 1] units (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    tr = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt)")
+    tr.add_argument("train_dir", help="folder of training images (never a test set)")
+    tr.add_argument("-o", "--out", required=True, help="run folder: checkpoint, log, config")
+    tr.add_argument("--model", default="averaged", help="averaged or nonexpansive (default: %(default)s)")
+    tr.add_argument("--channels", type=int, default=1, choices=(1, 3))
+    tr.add_argument("--sigma", type=_level, default=25 / 255, help="noise level in [0, 1] units, e.g. 0.1 or 25/255")
+    tr.add_argument("--sigma-max", type=_level, default=None, help="upper end of a noise range")
+    tr.add_argument("--width", type=int, default=32)
+    tr.add_argument("--depth", type=int, default=8)
+    tr.add_argument("--integrator", default="euler")
+    tr.add_argument("--activation", default="leaky_relu")
+    tr.add_argument("--margin", type=float, default=0.95)
+    tr.add_argument("--max-substeps", type=int, default=None)
+    tr.add_argument("--patch", type=int, default=48)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--steps", type=int, default=2000)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--val-dir", default=None, help="held-out folder (default: hold out --val-split training images)")
+    tr.add_argument("--val-split", type=int, default=12)
+    tr.add_argument("--val-every", type=int, default=200)
+    tr.add_argument("--checkpoint-every", type=int, default=50)
+    tr.add_argument("--threads", type=int, default=0)
+    tr.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
+    tr.add_argument("--no-progress", action="store_true")
+    ce = sub.add_parser("certify", help="print the certificate of a weights file")
+    ce.add_argument("model", help="weights file written by pnp-stable (export_weights)")
+    ce.add_argument("--no-empirical", action="store_true", help="skip the empirical lower bounds")
+    ce.add_argument("--json", dest="json_out", default=None, help="also write the certificate as JSON to this file")
+    ce.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def _run_certify(args: argparse.Namespace) -> int:
+    import json
+
+    from denoisers import certify
+    from denoisers.weights import load_weights
+
+    from .io import write_atomic
+
+    model, rec = load_weights(args.model, return_record=True)
+    cert = certify(model, empirical=not args.no_empirical)
+    print(f"model {args.model}: {rec['model']} {rec['config']}")
+    print(cert.summary())
+    if args.json_out:
+        write_atomic(args.json_out, lambda t: open(t, "w").write(json.dumps(cert.to_dict(), indent=1)), overwrite=args.overwrite)
+    return 0
+
+
+def _level(text: str) -> float:
+    """A noise level as a number or a fraction such as ``25/255``."""
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / (float(den) if den else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a noise level: {text!r} (use e.g. 0.1 or 25/255)") from None
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"noise level must be finite and >= 0; got {text!r}")
+    return value
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from denoisers.training import TrainConfig, train
+
+    model_kwargs = dict(width=args.width, depth=args.depth, integrator=args.integrator, activation=args.activation,
+                        margin=args.margin, max_substeps=args.max_substeps)
+    cfg = TrainConfig(
+        train_dir=args.train_dir, out_dir=args.out, channels=args.channels, model=args.model, model_kwargs=model_kwargs,
+        sigma=args.sigma, sigma_max=args.sigma_max, patch=args.patch, batch_size=args.batch_size, steps=args.steps,
+        lr=args.lr, seed=args.seed, val_dir=args.val_dir, val_split=args.val_split, val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every, threads=args.threads,
+    )
+    r = train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress)
+    state = "finished" if r.finished else "stopped (run the same command to resume)"
+    val = f", validation PSNR {r.last_val_psnr:.2f} dB" if r.last_val_psnr is not None else ""
+    print(f"{state} at step {r.step}, {r.wall_time / 60:.1f} min of training{val}; run folder {r.out_dir}")
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -62,8 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"demo": _run_demo}[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        return {"demo": _run_demo, "train": _run_train, "certify": _run_certify}[args.command](args)
+    except (ValueError, TypeError, OSError) as exc:
         print(f"pnp-stable {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

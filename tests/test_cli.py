@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,44 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomic(target, broken)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_then_certify_from_the_command_line(tmp_path, capsys):
+    from skimage import data, io
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(5):
+        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    out = tmp_path / "run"
+    args = ["train", str(imgs), "-o", str(out), "--width", "4", "--depth", "1", "--patch", "16", "--batch-size", "2",
+            "--steps", "3", "--val-split", "1", "--val-every", "3", "--sigma", "25/255", "--no-progress"]
+    assert main(args) == 0
+    assert "finished at step 3" in capsys.readouterr().out
+    assert (out / "checkpoint.pt").exists() and (out / "config.json").exists()
+    # certify a weights file exported from that run
+    import torch
+
+    from denoisers.registry import build_model
+    from denoisers.weights import export_weights
+
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    model = build_model("averaged", channels=1, **ck["config"]["model_kwargs"])
+    model.load_state_dict(ck["model"])
+    w = export_weights(model, tmp_path / "m.pt")
+    assert main(["certify", str(w), "--json", str(tmp_path / "c.json")]) == 0
+    text = capsys.readouterr().out
+    assert "certified averagedness" in text and "empirical lower bounds" in text
+    assert json.loads((tmp_path / "c.json").read_text())["alpha"] < 1
+
+
+def test_cli_bad_train_and_certify_inputs(tmp_path, capsys):
+    assert main(["certify", str(tmp_path / "missing.pt")]) == 2
+    assert "weights file not found" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_text("junk")
+    assert main(["certify", str(tmp_path / "junk.pt")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "nowhere"), "-o", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "image folder not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path), "-o", str(tmp_path / "o"), "--sigma", "-3"])

@@ -1,0 +1,196 @@
+r"""The constrained block: explicit Runge-Kutta steps of a convex-potential gradient flow.
+
+.. math:: \dot x = -A^\top \sigma(A x + b)
+
+integrated over a time span ``T`` in ``n`` sub-steps of size ``h = T / n``, with ``n`` the
+smallest count such that :math:`h L \|A\|^2 \le 2 r \cdot \text{margin}` (``L``: activation
+slope bound, ``r``: the integrator's circle-contractivity radius).  Each sub-step is then
+non-expansive, and for Euler :math:`\alpha = h L \|A\|^2 / 2 \le \text{margin}`-averaged.
+With ``max_substeps`` the count is capped and ``h`` shrinks instead, so inference cost stays
+bounded while the guarantee holds.
+
+Training uses a warm-started per-frequency power step (an estimate, as in the authors'
+adaptive scheme); evaluation always uses the certified bound of the current weights
+(recomputed whenever they change), so a model in ``eval()`` mode is exactly the certified one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import get_activation
+from .integrators import get_integrator
+from .spectral import ConvNormBound, certified_conv_norm, symbol_power_step
+
+__all__ = ["GradientFlowBlock", "StepSchedule"]
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """Sub-step count and size of a block, and the quantity that governs them.
+
+    Attributes
+    ----------
+    substeps : int
+    step : float
+        ``h``.
+    norm : float
+        The ``||A||`` used (certified bound in eval, estimate in training).
+    step_factor : float
+        ``h L ||A||^2``; non-expansive when ``<= 2 r``.
+    """
+
+    substeps: int
+    step: float
+    norm: float
+    step_factor: float
+
+
+class GradientFlowBlock(nn.Module):
+    """One gradient-flow block ``x -> Phi_T(x)`` on (B, channels, H, W) tensors.
+
+    Parameters
+    ----------
+    channels : int
+        State channels.
+    hidden : int, optional
+        Output channels of ``A`` (default: ``channels``).
+    kernel_size : int
+        Odd size of the convolution ``A`` (zero padding).
+    activation : str
+        Name in :data:`denoisers.activations.ACTIVATIONS`.
+    integrator : str
+        ``"euler"``, ``"heun"`` or ``"rk4"``.
+    time : float
+        Integration time ``T``.
+    margin : float
+        In (0, 1]: sub-steps satisfy ``h L ||A||^2 <= 2 r margin``; below 1 makes Euler
+        steps averaged.
+    max_substeps : int, optional
+        Cap on sub-steps (then ``h`` shrinks and the integrated time is below ``T``).
+    certify_grid : int, optional
+        Frequency grid of the certified norm bound (default: refined automatically).
+    power_grid : int
+        Frequency grid of the training-time power iteration.
+
+    Examples
+    --------
+    >>> import torch
+    >>> blk = GradientFlowBlock(4).eval()
+    >>> x, y = torch.randn(2, 1, 4, 8, 8).unbind(0)
+    >>> bool((blk(x) - blk(y)).norm() <= (x - y).norm())
+    True
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int | None = None,
+        *,
+        kernel_size: int = 3,
+        activation: str = "leaky_relu",
+        integrator: str = "euler",
+        time: float = 1.0,
+        margin: float = 0.95,
+        max_substeps: int | None = None,
+        certify_grid: int | None = None,
+        power_grid: int = 32,
+    ):
+        super().__init__()
+        if kernel_size % 2 == 0 or kernel_size < 1:
+            raise ValueError(f"kernel_size must be odd and positive; got {kernel_size}")
+        if not (0 < margin <= 1):
+            raise ValueError(f"margin must lie in (0, 1]; got {margin!r}")
+        if not (time > 0 and math.isfinite(time)):
+            raise ValueError(f"time must be positive and finite; got {time!r}")
+        if max_substeps is not None and int(max_substeps) < 1:
+            raise ValueError(f"max_substeps must be a positive integer or None; got {max_substeps!r}")
+        self.act = get_activation(activation)
+        self.integrator = get_integrator(integrator)
+        self.channels = int(channels)
+        self.hidden = int(hidden or channels)
+        self.time = float(time)
+        self.margin = float(margin)
+        self.max_substeps = None if max_substeps is None else int(max_substeps)
+        self.certify_grid = certify_grid
+        weight = torch.randn(self.hidden, self.channels, kernel_size, kernel_size)
+        # Start at ||A|| = 1 (estimated), so one sub-step suffices at initialisation.
+        u = torch.randn(power_grid, power_grid // 2 + 1, self.channels, dtype=torch.complex64)
+        for _ in range(30):
+            est, u = symbol_power_step(weight, u)
+        self.weight = nn.Parameter(weight / est)
+        self.bias = nn.Parameter(torch.zeros(self.hidden))
+        # Guarantee-relevant state lives in buffers, so it is saved and moved with the model.
+        self.register_buffer("power_vectors", u)
+        self.register_buffer("norm_estimate", torch.tensor(1.0, dtype=torch.float64))
+        self.register_buffer("norm_bound", torch.tensor(float("nan"), dtype=torch.float64))
+        self._certified: tuple | None = None  # (weight version key, ConvNormBound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}->{self.hidden}, k={self.weight.shape[-1]}, act={self.act.name}, "
+            f"integrator={self.integrator.name}, T={self.time:g}, margin={self.margin:g}, max_substeps={self.max_substeps}"
+        )
+
+    # -- the vector field --------------------------------------------------------------------
+    def field(self, x: torch.Tensor) -> torch.Tensor:
+        """``-A^T sigma(A x + b)`` (zero padding; ``A^T`` is the exact adjoint)."""
+        p = self.weight.shape[-1] // 2
+        z = F.conv2d(x, self.weight, self.bias, padding=p)
+        return -F.conv_transpose2d(self.act(z), self.weight, padding=p)
+
+    # -- norms and schedules -------------------------------------------------------------------
+    def _weight_key(self) -> tuple:
+        w = self.weight
+        return (w._version, w.data_ptr(), w.dtype, w.device)
+
+    def certified_norm(self) -> ConvNormBound:
+        """Certified bound of ``||A||`` for the current weights (cached until they change)."""
+        key = self._weight_key()
+        if self._certified is None or self._certified[0] != key:
+            bound = certified_conv_norm(self.weight, self.certify_grid)
+            self._certified = (key, bound)
+            self.norm_bound.fill_(bound.value)
+        return self._certified[1]
+
+    def schedule(self, norm: float) -> StepSchedule:
+        """Sub-steps and step size for a given ``||A||`` (see the module notes).
+
+        Examples
+        --------
+        >>> GradientFlowBlock(2, margin=1.0).schedule(2.0)
+        StepSchedule(substeps=2, step=0.5, norm=2.0, step_factor=2.0)
+        """
+        beta = self.act.slope_bound * norm**2
+        limit = 2 * self.integrator.radius * self.margin
+        if beta == 0:
+            return StepSchedule(1, self.time, norm, 0.0)
+        n = max(1, math.ceil(self.time * beta / limit - 1e-12))
+        h = self.time / n
+        if self.max_substeps is not None and n > self.max_substeps:
+            n, h = self.max_substeps, limit / beta
+        # Guard against rounding putting h beta a hair above the limit.
+        if h * beta > limit:
+            h = limit / beta
+        return StepSchedule(n, h, norm, h * beta)
+
+    def certified_schedule(self) -> StepSchedule:
+        """The schedule evaluation uses: from the certified norm bound."""
+        return self.schedule(self.certified_norm().value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            est, u = symbol_power_step(self.weight, self.power_vectors)
+            self.power_vectors.copy_(u)
+            self.norm_estimate.fill_(est)
+            sched = self.schedule(est)
+        else:
+            sched = self.certified_schedule()
+        for _ in range(sched.substeps):
+            x = self.integrator.step(self.field, x, sched.step)
+        return x

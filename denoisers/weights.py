@@ -1,0 +1,163 @@
+"""Weight files: a small, self-describing, checksummed format that loads only if it still certifies.
+
+A file is ``torch.save`` of a plain dict (loaded with ``weights_only=True``, so no code runs):
+
+``format``, ``version``
+    ``"pnp-stable-weights"``, 1.
+``model``, ``config``
+    Registry name and constructor arguments (architecture).
+``state``
+    The weights (training-only buffers such as power-iteration vectors are dropped).
+``certificate``
+    The certified part of :func:`denoisers.certify` at export.
+``metadata``
+    Free-form record: noise levels, data, steps, wall time, command...
+``sha256``
+    Digest of the state tensors (names, dtypes, shapes, bytes).
+
+:func:`load_weights` refuses a file that is missing, unreadable, of another format, whose
+checksum or architecture does not match, or whose recomputed certificate differs from the
+stored one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .certificate import certify
+from .registry import build_model
+
+__all__ = ["export_weights", "load_weights", "state_digest", "WeightsError"]
+
+FORMAT, VERSION = "pnp-stable-weights", 1
+_TRAINING_ONLY = ("power_vectors", "norm_estimate")
+
+
+class WeightsError(ValueError):
+    """A weights file is corrupt, of another format, or does not match its own record."""
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict, independent of pickling details.
+
+    Examples
+    --------
+    >>> import torch
+    >>> len(state_digest({"w": torch.zeros(2)}))
+    64
+    """
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _spec(model) -> tuple[str, dict]:
+    from .models import AveragedDenoiser, NonexpansiveDenoiser
+
+    if isinstance(model, AveragedDenoiser):
+        return "averaged", dict(model.net.config, theta=model.theta, target_alpha=model.target_alpha)
+    if isinstance(model, NonexpansiveDenoiser):
+        return "nonexpansive", dict(model.net.config)
+    raise TypeError(f"export_weights takes a pnp-stable denoiser; got {type(model).__name__}")
+
+
+def _certified_record(model) -> dict:
+    cert = certify(model, empirical=False)
+    return {"alpha": cert.alpha, "lipschitz_bound": cert.lipschitz_bound, "theta": cert.theta,
+            "layer_norm_bounds": [lc.norm_bound for lc in cert.layers], "method": cert.method}
+
+
+def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = None, overwrite: bool = False) -> Path:
+    """Write ``model`` with its certificate and metadata to ``path`` (atomically).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from denoisers import AveragedDenoiser, GradientFlowNet
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.pt")
+    >>> _ = export_weights(AveragedDenoiser(GradientFlowNet(1, width=8, depth=2)), p, metadata={"sigma": 0.1})
+    >>> type(load_weights(p)).__name__
+    'AveragedDenoiser'
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    name, config = _spec(model)
+    for blk in model.net.blocks:
+        blk.certified_norm()  # record the certified bounds in the norm_bound buffers
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in _TRAINING_ONLY}
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": name,
+        "config": config,
+        "state": state,
+        "certificate": _certified_record(model),
+        "metadata": dict(metadata or {}),
+        "sha256": state_digest(state),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(record, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_weights(path: str | os.PathLike, *, return_record: bool = False):
+    """Load a weights file, verify it, and return the model in eval mode (and the record).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    WeightsError
+        Corrupt file, wrong format, checksum or architecture mismatch, or a certificate that
+        no longer matches.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        rec = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors come in many types
+        raise WeightsError(f"{path} is corrupt or not a weights file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not a pnp-stable weights file")
+    if rec.get("version") != VERSION:
+        raise WeightsError(f"{path} has format version {rec.get('version')!r}; this pnp-stable reads version {VERSION}")
+    missing = {"model", "config", "state", "certificate", "metadata", "sha256"} - set(rec)
+    if missing:
+        raise WeightsError(f"{path} lacks the fields {sorted(missing)}")
+    if state_digest(rec["state"]) != rec["sha256"]:
+        raise WeightsError(f"{path}: checksum mismatch, the weights were corrupted or modified")
+    try:
+        model = build_model(rec["model"], **rec["config"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot rebuild the architecture ({exc})") from None
+    expected = {k for k in model.state_dict() if k.rsplit(".", 1)[-1] not in _TRAINING_ONLY}
+    if set(rec["state"]) != expected:
+        raise WeightsError(f"{path}: the weights do not match the architecture (missing {sorted(expected - set(rec['state']))[:3]}, "
+                           f"unexpected {sorted(set(rec['state']) - expected)[:3]})")
+    try:
+        model.load_state_dict(rec["state"], strict=False)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: the weights do not match the architecture ({exc})") from None
+    model.eval()
+    now = _certified_record(model)
+    stored = rec["certificate"]
+    if abs(now["alpha"] - stored.get("alpha", float("nan"))) > 1e-9 or not now["alpha"] <= 1:
+        raise WeightsError(f"{path}: recomputed certificate alpha {now['alpha']:.9f} differs from the stored {stored.get('alpha')}")
+    return (model, rec) if return_record else model

@@ -1,0 +1,163 @@
+"""Training (loss goes down, exact resume), data sampling, weight files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from denoisers import AveragedDenoiser, GradientFlowNet, NonexpansiveDenoiser
+from denoisers.data import ImageFolder, NoiseSpec, PatchSampler
+from denoisers.training import TrainConfig, train
+from denoisers.weights import WeightsError, export_weights, load_weights
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory):
+    """Sixteen 40x48 crops of scikit-image photographs (no external data)."""
+    from skimage import data, io
+
+    d = tmp_path_factory.mktemp("images")
+    cam = data.camera()
+    for i in range(16):
+        r, c = (i * 29) % 400, (i * 53) % 400
+        io.imsave(d / f"img_{i:02d}.png", cam[r : r + 40, c : c + 48], check_contrast=False)
+    return d
+
+
+def _cfg(image_dir, out, **kw):
+    base = dict(train_dir=str(image_dir), out_dir=str(out), channels=1, model="averaged",
+                model_kwargs=dict(width=6, depth=2), patch=16, batch_size=4, steps=40, lr=5e-3,
+                val_split=3, val_every=20, checkpoint_every=10, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_training_lowers_the_loss(image_dir, tmp_path):
+    r = train(_cfg(image_dir, tmp_path / "run"), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert r.finished and len(log) == 40 and log[-1]["step"] == 40
+    first, last = np.mean([e["loss"] for e in log[:8]]), np.mean([e["loss"] for e in log[-8:]])
+    assert last < 0.8 * first
+    assert "val_psnr" in log[19] and r.last_val_psnr is not None
+
+
+def test_resume_reproduces_the_uninterrupted_run(image_dir, tmp_path):
+    cfg_a = _cfg(image_dir, tmp_path / "a", steps=24)
+    cfg_b = _cfg(image_dir, tmp_path / "b", steps=24)
+    train(cfg_a, progress=False)
+    partial = train(cfg_b, progress=False, max_minutes=0.0)  # stops after one step
+    assert partial.step == 1 and not partial.finished
+    # simulate a kill after the checkpoint: a stray log line past it must be dropped
+    with open(tmp_path / "b" / "log.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": 99, "loss": 0.0}) + "\n")
+    train(cfg_b, progress=False)
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+    la = [json.loads(x)["loss"] for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert la == lb
+
+
+def test_resume_refuses_a_different_configuration(image_dir, tmp_path):
+    train(_cfg(image_dir, tmp_path / "r", steps=2), progress=False)
+    with pytest.raises(ValueError, match="different configuration"):
+        train(_cfg(image_dir, tmp_path / "r", steps=2, lr=1.0), progress=False)
+    with pytest.raises(FileExistsError):
+        train(_cfg(image_dir, tmp_path / "r", steps=2), resume=False, progress=False)
+
+
+def test_sampler_is_deterministic_and_augments(image_dir):
+    data = ImageFolder(image_dir, channels=1)
+    s = PatchSampler(data, patch=16, batch_size=8, noise=NoiseSpec(0.05, 0.2), seed=1)
+    c1, n1, sig1 = s.batch(3)
+    c2, n2, sig2 = s.batch(3)
+    assert torch.equal(n1, n2) and torch.equal(sig1, sig2)
+    assert not torch.equal(s.batch(4)[0], c1)
+    assert float(sig1.min()) >= 0.05 and float(sig1.max()) <= 0.2
+    assert c1.min() >= 0 and c1.max() <= 1
+
+
+def test_data_errors(tmp_path, image_dir):
+    with pytest.raises(FileNotFoundError):
+        ImageFolder(tmp_path / "none", channels=1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        ImageFolder(tmp_path / "empty", channels=1)
+    with pytest.raises(ValueError, match="gray but the model takes colour"):
+        ImageFolder(image_dir, channels=3)
+    with pytest.raises(ValueError, match="smaller than the patch"):
+        ImageFolder(image_dir, channels=1, min_size=64)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_text("not an image")
+    with pytest.raises(ValueError, match="not a readable image"):
+        ImageFolder(tmp_path / "bad", channels=1)
+    with pytest.raises(ValueError, match="noise levels"):
+        NoiseSpec(0.2, 0.1)
+
+
+# -- weight files -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return AveragedDenoiser(GradientFlowNet(1, width=6, depth=2), target_alpha=0.5)
+
+
+def test_export_load_round_trip(model, tmp_path):
+    p = export_weights(model, tmp_path / "m.pt", metadata={"sigma": 25 / 255, "steps": 10})
+    loaded, rec = load_weights(p, return_record=True)
+    assert isinstance(loaded, AveragedDenoiser) and not loaded.training
+    assert rec["metadata"]["steps"] == 10 and rec["certificate"]["alpha"] <= 0.5 + 1e-12
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, 0.1), model.eval()(x, 0.1), rtol=0, atol=0)
+    assert "power_vectors" not in "".join(rec["state"])
+
+
+def test_export_refuses_overwrite(model, tmp_path):
+    export_weights(model, tmp_path / "m.pt")
+    with pytest.raises(FileExistsError):
+        export_weights(model, tmp_path / "m.pt")
+    export_weights(model, tmp_path / "m.pt", overwrite=True)
+
+
+def test_load_rejects_bad_files(model, tmp_path):
+    p = export_weights(model, tmp_path / "m.pt")
+    raw = p.read_bytes()
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "missing.pt")
+    (tmp_path / "trunc.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_weights(tmp_path / "trunc.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(WeightsError, match="corrupt"):
+        load_weights(tmp_path / "text.pt")
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not a pnp-stable weights file"):
+        load_weights(tmp_path / "other.pt")
+    rec = torch.load(p, weights_only=True)
+    rec["state"]["net.blocks.0.weight"][0, 0, 0, 0] += 1.0
+    torch.save(rec, tmp_path / "tampered.pt")
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        load_weights(tmp_path / "tampered.pt")
+    rec = torch.load(p, weights_only=True)
+    rec["config"]["width"] = 7
+    torch.save(rec, tmp_path / "arch.pt")
+    with pytest.raises(WeightsError, match="do not match the architecture"):
+        load_weights(tmp_path / "arch.pt")
+    rec = torch.load(p, weights_only=True)
+    rec["certificate"]["alpha"] = 0.01
+    torch.save(rec, tmp_path / "cert.pt")
+    with pytest.raises(WeightsError, match="recomputed certificate"):
+        load_weights(tmp_path / "cert.pt")
+
+
+def test_nonexpansive_round_trip(tmp_path):
+    m = NonexpansiveDenoiser(GradientFlowNet(1, width=4, depth=1, integrator="rk4"))
+    loaded = load_weights(export_weights(m, tmp_path / "n.pt"))
+    assert type(loaded) is NonexpansiveDenoiser and loaded.certified_alpha() == 1.0
