@@ -52,7 +52,7 @@ class DnCNN(Denoiser):
         return x - self.body(x)
 
 
-class SpectralResNet(nn.Module):
+class SpectralResNet(Denoiser):
     """Ordinary ResNet blocks ``x + B relu(A x)`` with ``||A||, ||B|| <= 1`` (certified).
 
     The normalisation divides each weight by its certified norm bound, so the constraint is a
@@ -64,6 +64,9 @@ class SpectralResNet(nn.Module):
     >>> import torch
     >>> SpectralResNet(1, width=4, depth=2)(torch.rand(1, 1, 8, 8)).shape
     torch.Size([1, 1, 8, 8])
+
+    The certified normalisation runs at every forward (about 0.3 s per 32-channel layer), so
+    this baseline is for the Lipschitz-versus-depth comparison, not for speed.
     """
 
     def __init__(self, channels: int = 1, width: int = 32, depth: int = 8):
@@ -71,13 +74,14 @@ class SpectralResNet(nn.Module):
         self.channels, self.width = channels, width
         self.A = nn.ParameterList(nn.Parameter(0.3 * torch.randn(width, width, 3, 3)) for _ in range(depth))
         self.B = nn.ParameterList(nn.Parameter(0.3 * torch.randn(width, width, 3, 3)) for _ in range(depth))
+        self.config = dict(channels=channels, width=width, depth=depth)
 
     @staticmethod
     def _normalised(w: torch.Tensor) -> torch.Tensor:
         bound = certified_conv_norm(w).value
         return w / max(bound, 1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
         check_image_batch(x)
         z = torch.cat([x, x.new_zeros(x.shape[0], self.width - self.channels, *x.shape[-2:])], 1)
         for a, b in zip(self.A, self.B):

@@ -128,7 +128,11 @@ def _pair_stats(T, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
 def _empirical(model, shape, *, samples: torch.Tensor | None, seed: int, steps: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     x0 = samples.detach().double() if samples is not None else torch.rand(shape, generator=g, dtype=torch.float64)
+    bounds = [blk.certified_norm() for blk in model.net.blocks]
     model = model.double()
+    for blk, bound in zip(model.net.blocks, bounds):
+        # float32 -> float64 is exact, so the bounds carry over; no need to recompute them.
+        blk._certified = (blk._weight_key(), bound)
 
     def T(z):
         return model(z, None)
@@ -139,7 +143,7 @@ def _empirical(model, shape, *, samples: torch.Tensor | None, seed: int, steps: 
     for _ in range(steps):
         v = v / v.flatten(1).norm(dim=1).view(-1, *[1] * (v.ndim - 1))
         lip, _ = _pair_stats(T, x0 + eps * v, x0)
-        jac = max(jac, float(lip.max()))
+        jac = max(jac, float(lip.detach().max()))
         xr = x0.clone().requires_grad_(True)
         with torch.enable_grad():
             out = T(xr)
@@ -155,7 +159,7 @@ def _empirical(model, shape, *, samples: torch.Tensor | None, seed: int, steps: 
         for _ in range(steps):
             with torch.enable_grad():
                 stat = _pair_stats(T, x, y)[idx]
-                top = max(top, float(stat.max()))
+                top = max(top, float(stat.detach().max()))
                 opt.zero_grad()
                 (-stat.sum()).backward()
             opt.step()

@@ -25,7 +25,7 @@ def _to_channels(img: np.ndarray, channels: int, name: str) -> np.ndarray:
         img = img[..., :3]
     if img.ndim == 2:
         if channels == 3:
-            raise ValueError(f"{name} is gray but the model takes colour (3-channel) images")
+            raise ValueError(f"{name} is gray but the model takes colour (3-channel) images; use channels=1")
         return img[..., None]
     if img.ndim == 3 and img.shape[-1] == 3:
         if channels == 1:

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from .baselines import DnCNN
+from .baselines import DnCNN, SpectralResNet
 from .models import AveragedDenoiser, GradientFlowNet, NonexpansiveDenoiser
 
 __all__ = ["MODELS", "build_model"]
@@ -25,6 +25,7 @@ MODELS: dict[str, Callable[..., torch.nn.Module]] = {
     "averaged": _averaged,
     "nonexpansive": _nonexpansive,
     "dncnn": lambda channels, **kw: DnCNN(channels, **kw),  # unconstrained baseline
+    "spectral-resnet": lambda channels, **kw: SpectralResNet(channels, **kw),  # ordinary ResNet, ||A||, ||B|| <= 1
 }
 
 
@@ -38,7 +39,7 @@ def build_model(name: str, *, channels: int, **kwargs) -> torch.nn.Module:
     >>> build_model("unet", channels=1)
     Traceback (most recent call last):
     ...
-    ValueError: unknown model 'unet'; choose one of averaged, dncnn, nonexpansive
+    ValueError: unknown model 'unet'; choose one of averaged, dncnn, nonexpansive, spectral-resnet
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")

@@ -22,7 +22,7 @@ import torch
 from .data import ImageFolder, NoiseSpec, PatchSampler
 from .registry import build_model
 
-__all__ = ["TrainConfig", "TrainResult", "train", "validation_psnr"]
+__all__ = ["TrainConfig", "TrainResult", "train", "validation_psnr", "export_run"]
 
 
 @dataclass
@@ -234,3 +234,44 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
         checkpoint()
     finished = step >= cfg.steps
     return TrainResult(step, finished, wall, loss_val, last_val, out)
+
+
+def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False, note: str = "") -> Path:
+    """Export the model of a run folder to a weights file with its training record.
+
+    The metadata records the configuration (data folder, noise, architecture, schedule),
+    steps done and planned, training wall time, the last validation PSNR and ``note``.
+
+    Examples
+    --------
+    >>> export_run("/nonexistent", "/tmp/x.pt")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no checkpoint in /nonexistent
+    """
+    from .weights import export_weights
+
+    run = Path(run_dir)
+    ckpt = run / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"no checkpoint in {run}")
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    cfg = ck["config"]
+    model = build_model(cfg["model"], channels=cfg["channels"], **cfg["model_kwargs"])
+    model.load_state_dict(ck["model"])
+    model.eval()
+    log_path = run / "log.jsonl"
+    vals = []
+    if log_path.exists():
+        vals = [e for e in map(json.loads, log_path.read_text().splitlines()) if "val_psnr" in e and e["step"] <= ck["step"]]
+    meta = {
+        "training_config": cfg,
+        "steps_done": int(ck["step"]),
+        "steps_planned": int(cfg["steps"]),
+        "training_wall_time_s": float(ck["wall_time"]),
+        "last_validation": vals[-1] if vals else None,
+        "sigma": cfg["sigma"],
+        "sigma_max": cfg["sigma_max"],
+        "note": note,
+    }
+    return export_weights(model, path, metadata=meta, overwrite=overwrite)

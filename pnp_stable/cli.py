@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt)")
     tr.add_argument("train_dir", help="folder of training images (never a test set)")
     tr.add_argument("-o", "--out", required=True, help="run folder: checkpoint, log, config")
-    tr.add_argument("--model", default="averaged", help="averaged or nonexpansive (default: %(default)s)")
+    tr.add_argument("--model", default="averaged", help="averaged, nonexpansive, or a baseline: dncnn, spectral-resnet (default: %(default)s)")
     tr.add_argument("--channels", type=int, default=1, choices=(1, 3))
     tr.add_argument("--sigma", type=_level, default=25 / 255, help="noise level in [0, 1] units, e.g. 0.1 or 25/255")
     tr.add_argument("--sigma-max", type=_level, default=None, help="upper end of a noise range")
@@ -58,12 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, default=0)
     tr.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
     tr.add_argument("--no-progress", action="store_true")
+    ex = sub.add_parser("export", help="write a run folder's model as a weights file with its training record")
+    ex.add_argument("run", help="run folder of pnp-stable train")
+    ex.add_argument("-o", "--output", required=True, help="weights file to write")
+    ex.add_argument("--note", default="", help="free text stored in the metadata")
+    ex.add_argument("--overwrite", action="store_true")
+
     ce = sub.add_parser("certify", help="print the certificate of a weights file")
     ce.add_argument("model", help="weights file written by pnp-stable (export_weights)")
     ce.add_argument("--no-empirical", action="store_true", help="skip the empirical lower bounds")
     ce.add_argument("--json", dest="json_out", default=None, help="also write the certificate as JSON to this file")
     ce.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from denoisers.training import export_run
+
+    path = export_run(args.run, args.output, overwrite=args.overwrite, note=args.note)
+    print(f"weights written to {path}")
+    return 0
 
 
 def _run_certify(args: argparse.Namespace) -> int:
@@ -98,8 +112,9 @@ def _level(text: str) -> float:
 def _run_train(args: argparse.Namespace) -> int:
     from denoisers.training import TrainConfig, train
 
-    model_kwargs = dict(width=args.width, depth=args.depth, integrator=args.integrator, activation=args.activation,
-                        margin=args.margin, max_substeps=args.max_substeps)
+    model_kwargs = dict(width=args.width, depth=args.depth)
+    if args.model in ("averaged", "nonexpansive"):  # the baselines have no flow options
+        model_kwargs.update(integrator=args.integrator, activation=args.activation, margin=args.margin, max_substeps=args.max_substeps)
     cfg = TrainConfig(
         train_dir=args.train_dir, out_dir=args.out, channels=args.channels, model=args.model, model_kwargs=model_kwargs,
         sigma=args.sigma, sigma_max=args.sigma_max, patch=args.patch, batch_size=args.batch_size, steps=args.steps,
@@ -139,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"demo": _run_demo, "train": _run_train, "certify": _run_certify}[args.command](args)
+        return {"demo": _run_demo, "train": _run_train, "certify": _run_certify, "export": _run_export}[args.command](args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"pnp-stable {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -115,15 +115,14 @@ def test_train_then_certify_from_the_command_line(tmp_path, capsys):
     assert "finished at step 3" in capsys.readouterr().out
     assert (out / "checkpoint.pt").exists() and (out / "config.json").exists()
     # certify a weights file exported from that run
-    import torch
+    w = tmp_path / "m.pt"
+    assert main(["export", str(out), "-o", str(w), "--note", "tiny"]) == 0
+    from denoisers.weights import load_weights
 
-    from denoisers.registry import build_model
-    from denoisers.weights import export_weights
-
-    ck = torch.load(out / "checkpoint.pt", weights_only=True)
-    model = build_model("averaged", channels=1, **ck["config"]["model_kwargs"])
-    model.load_state_dict(ck["model"])
-    w = export_weights(model, tmp_path / "m.pt")
+    meta = load_weights(w, return_record=True)[1]["metadata"]
+    assert meta["steps_done"] == 3 and meta["note"] == "tiny" and meta["training_config"]["train_dir"] == str(imgs)
+    assert main(["export", str(out), "-o", str(w)]) == 2  # exists, no --overwrite
+    capsys.readouterr()
     assert main(["certify", str(w), "--json", str(tmp_path / "c.json")]) == 0
     text = capsys.readouterr().out
     assert "certified averagedness" in text and "empirical lower bounds" in text
@@ -140,3 +139,5 @@ def test_cli_bad_train_and_certify_inputs(tmp_path, capsys):
     assert "image folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", str(tmp_path), "-o", str(tmp_path / "o"), "--sigma", "-3"])
+    assert main(["train", str(tmp_path), "-o", str(tmp_path / "o"), "--model", "unet", "--no-progress"]) == 2
+    assert "unknown model 'unet'" in capsys.readouterr().err

@@ -161,3 +161,9 @@ def test_nonexpansive_round_trip(tmp_path):
     m = NonexpansiveDenoiser(GradientFlowNet(1, width=4, depth=1, integrator="rk4"))
     loaded = load_weights(export_weights(m, tmp_path / "n.pt"))
     assert type(loaded) is NonexpansiveDenoiser and loaded.certified_alpha() == 1.0
+
+
+@pytest.mark.parametrize("name, kwargs", [("dncnn", dict(width=6, depth=3)), ("spectral-resnet", dict(width=4, depth=2))])
+def test_baselines_train_through_the_same_pipeline(image_dir, tmp_path, name, kwargs):
+    r = train(_cfg(image_dir, tmp_path / name, model=name, model_kwargs=kwargs, steps=12, val_every=12), progress=False)
+    assert r.finished and np.isfinite(r.last_loss) and r.last_val_psnr is not None
