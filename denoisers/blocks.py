@@ -138,11 +138,15 @@ class GradientFlowBlock(nn.Module):
         )
 
     # -- the vector field --------------------------------------------------------------------
-    def field(self, x: torch.Tensor) -> torch.Tensor:
-        """``-A^T sigma(A x + b)`` (zero padding; ``A^T`` is the exact adjoint)."""
+    def gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T sigma(A x + b)``, the gradient of the potential (zero padding; exact adjoint)."""
         p = self.weight.shape[-1] // 2
         z = F.conv2d(x, self.weight, self.bias, padding=p)
-        return -F.conv_transpose2d(self.act(z), self.weight, padding=p)
+        return F.conv_transpose2d(self.act(z), self.weight, padding=p)
+
+    def field(self, x: torch.Tensor) -> torch.Tensor:
+        """The vector field ``-A^T sigma(A x + b)``."""
+        return -self.gradient(x)
 
     # -- norms and schedules -------------------------------------------------------------------
     def _weight_key(self) -> tuple:
@@ -191,6 +195,8 @@ class GradientFlowBlock(nn.Module):
             sched = self.schedule(est)
         else:
             sched = self.certified_schedule()
+        # Runge-Kutta steps are linear in h, so stepping the gradient with -h is stepping
+        # the field -gradient with h, without a negation pass over the state.
         for _ in range(sched.substeps):
-            x = self.integrator.step(self.field, x, sched.step)
+            x = self.integrator.step(self.gradient, x, -sched.step)
         return x

@@ -66,12 +66,12 @@ class Integrator:
             xi = x
             for j, aij in enumerate(self.a[i]):
                 if aij:
-                    xi = xi + (h * aij) * ks[j]
+                    xi = xi.add(ks[j], alpha=h * aij)  # fused: no scaled temporary
             ks.append(field(xi))
         out = x
         for bi, ki in zip(self.b, ks):
             if bi:
-                out = out + (h * bi) * ki
+                out = out.add(ki, alpha=h * bi)
         return out
 
 

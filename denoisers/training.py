@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from operators._io import write_atomic
+
 from .data import ImageFolder, NoiseSpec, PatchSampler
 from .registry import build_model
 
@@ -88,9 +90,7 @@ class TrainResult:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp), overwrite=True)
 
 
 def _split_folders(cfg: TrainConfig) -> tuple[ImageFolder, ImageFolder]:
@@ -196,9 +196,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
              "step": step, "wall_time": wall},
             ckpt_path,
         )
-        tmp = log_path.with_name(log_path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in log))
-        os.replace(tmp, log_path)
+        text = "".join(json.dumps(e) + "\n" for e in log)
+        write_atomic(log_path, lambda tmp: Path(tmp).write_text(text), overwrite=True)
 
     model.train()
     start, last_val, loss_val = time.perf_counter(), None, float("nan")

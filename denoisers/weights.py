@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from operators._io import check_output_path, write_atomic
 
 from .certificate import certify
 from .registry import build_model
@@ -87,9 +88,7 @@ def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = No
     >>> type(load_weights(p)).__name__
     'AveragedDenoiser'
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path = check_output_path(path, overwrite)
     name, config = _spec(model)
     for blk in model.net.blocks:
         blk.certified_norm()  # record the certified bounds in the norm_bound buffers
@@ -104,15 +103,7 @@ def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = No
         "metadata": dict(metadata or {}),
         "sha256": state_digest(state),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(record, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda tmp: torch.save(record, tmp), overwrite=overwrite)
     return path
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+from operators._io import check_output_path, write_atomic
 
 __all__ = ["load_image", "BUNDLED_IMAGES", "write_atomic", "check_output_path"]
 
@@ -59,47 +59,3 @@ def load_image(source: str | os.PathLike) -> np.ndarray:
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3) or img.dtype.kind not in "uif" or img.size == 0:
         raise ValueError(f"{name} is not a gray or RGB image (array of shape {img.shape}, dtype {img.dtype})")
     return util.img_as_float64(img) if img.dtype.kind in "ui" else np.clip(img.astype(np.float64), 0, 1)
-
-
-def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse to replace an existing file unless ``overwrite``; the folder must exist.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> check_output_path(os.path.join(tempfile.mkdtemp(), "out.png"), overwrite=False).name
-    'out.png'
-    """
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; pass --overwrite (overwrite=True) to replace it")
-    if not p.parent.exists():
-        raise FileNotFoundError(f"output folder {p.parent} does not exist")
-    return p
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[str], None], *, overwrite: bool = False) -> Path:
-    """Write a file through ``write(tmp_path)`` then rename it into place.
-
-    A crash or an exception leaves no half-written file at ``path``.  The temporary file
-    keeps the target's suffix, since writers such as matplotlib pick the format from it.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "a.txt")
-    >>> _ = write_atomic(p, lambda t: open(t, "w").write("hi"))
-    >>> open(p).read()
-    'hi'
-    """
-    p = check_output_path(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}-", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
