@@ -155,6 +155,11 @@ def test_load_rejects_bad_files(model, tmp_path):
     torch.save(rec, tmp_path / "cert.pt")
     with pytest.raises(WeightsError, match="recomputed certificate"):
         load_weights(tmp_path / "cert.pt")
+    rec = torch.load(p, weights_only=True)
+    rec["certificate"]["schedules"][0][0] += 1
+    torch.save(rec, tmp_path / "sched.pt")
+    with pytest.raises(WeightsError, match="sub-step schedules"):
+        load_weights(tmp_path / "sched.pt")
 
 
 def test_nonexpansive_round_trip(tmp_path):
