@@ -43,12 +43,15 @@ class StepSchedule:
         The ``||A||`` used (certified bound in eval, estimate in training).
     step_factor : float
         ``h L ||A||^2``; non-expansive when ``<= 2 r``.
+    capped : bool
+        True when ``max_substeps`` bound the count and ``h`` was shrunk to ``2 r margin / (L ||A||^2)``.
     """
 
     substeps: int
     step: float
     norm: float
     step_factor: float
+    capped: bool = False
 
 
 class GradientFlowBlock(nn.Module):
@@ -123,7 +126,7 @@ class GradientFlowBlock(nn.Module):
         u = torch.randn(power_grid, power_grid // 2 + 1, self.channels, dtype=torch.complex64)
         for _ in range(30):
             est, u = symbol_power_step(weight, u)
-        self.weight = nn.Parameter(weight / est)
+        self.weight = nn.Parameter(weight / float(est))
         self.bias = nn.Parameter(torch.zeros(self.hidden))
         # Guarantee-relevant state lives in buffers, so it is saved and moved with the model.
         self.register_buffer("power_vectors", u)
@@ -168,7 +171,7 @@ class GradientFlowBlock(nn.Module):
         Examples
         --------
         >>> GradientFlowBlock(2, margin=1.0).schedule(2.0)
-        StepSchedule(substeps=2, step=0.5, norm=2.0, step_factor=2.0)
+        StepSchedule(substeps=2, step=0.5, norm=2.0, step_factor=2.0, capped=False)
         """
         beta = self.act.slope_bound * norm**2
         limit = 2 * self.integrator.radius * self.margin
@@ -176,12 +179,13 @@ class GradientFlowBlock(nn.Module):
             return StepSchedule(1, self.time, norm, 0.0)
         n = max(1, math.ceil(self.time * beta / limit - 1e-12))
         h = self.time / n
-        if self.max_substeps is not None and n > self.max_substeps:
+        capped = self.max_substeps is not None and n > self.max_substeps
+        if capped:
             n, h = self.max_substeps, limit / beta
         # Guard against rounding putting h beta a hair above the limit.
         if h * beta > limit:
             h = limit / beta
-        return StepSchedule(n, h, norm, h * beta)
+        return StepSchedule(n, h, norm, h * beta, capped)
 
     def certified_schedule(self) -> StepSchedule:
         """The schedule evaluation uses: from the certified norm bound."""
@@ -191,12 +195,18 @@ class GradientFlowBlock(nn.Module):
         if self.training:
             est, u = symbol_power_step(self.weight, self.power_vectors)
             self.power_vectors.copy_(u)
-            self.norm_estimate.fill_(est)
-            sched = self.schedule(est)
+            self.norm_estimate.fill_(float(est))
+            sched = self.schedule(float(est))
+            step = sched.step
+            if sched.capped:
+                # h = 2 r margin / (L ||A||^2) normalises A: it must carry its gradient, or the
+                # optimiser, blind to the normalisation, lets ||A|| grow without bound.
+                step = 2 * self.integrator.radius * self.margin / (self.act.slope_bound * est**2)
         else:
             sched = self.certified_schedule()
+            step = sched.step
         # Runge-Kutta steps are linear in h, so stepping the gradient with -h is stepping
         # the field -gradient with h, without a negation pass over the state.
         for _ in range(sched.substeps):
-            x = self.integrator.step(self.gradient, x, -sched.step)
+            x = self.integrator.step(self.gradient, x, -step)
         return x

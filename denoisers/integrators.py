@@ -52,8 +52,8 @@ class Integrator:
         """Vector-field evaluations per step."""
         return len(self.b)
 
-    def step(self, field: Field, x: torch.Tensor, h: float) -> torch.Tensor:
-        """One step ``x -> x + h sum_i b_i k_i`` of ``dx/dt = field(x)``.
+    def step(self, field: Field, x: torch.Tensor, h: float | torch.Tensor) -> torch.Tensor:
+        """One step ``x -> x + h sum_i b_i k_i`` of ``dx/dt = field(x)`` (``h`` may be a 0-d tensor).
 
         Examples
         --------
@@ -61,17 +61,23 @@ class Integrator:
         >>> get_integrator("rk4").step(lambda x: -x, torch.tensor([1.0]), 0.1)
         tensor([0.9048])
         """
+        if isinstance(h, torch.Tensor):  # a step that carries a gradient (training)
+            def axpy(a, b, c):
+                return a + c * b
+        else:
+            def axpy(a, b, c):
+                return a.add(b, alpha=c)  # fused: no scaled temporary
         ks: list[torch.Tensor] = []
         for i in range(self.stages):
             xi = x
             for j, aij in enumerate(self.a[i]):
                 if aij:
-                    xi = xi.add(ks[j], alpha=h * aij)  # fused: no scaled temporary
+                    xi = axpy(xi, ks[j], h * aij)
             ks.append(field(xi))
         out = x
         for bi, ki in zip(self.b, ks):
             if bi:
-                out = out.add(ki, alpha=h * bi)
+                out = axpy(out, ki, h * bi)
         return out
 
 

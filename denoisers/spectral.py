@@ -134,10 +134,13 @@ def certified_conv_norm(weight: torch.Tensor, grid: int | None = None, *, rel_sl
     return ConvNormBound(value=value, grid_max=grid_max, slack=value - grid_max, grid=M)
 
 
-def symbol_power_step(weight: torch.Tensor, u: torch.Tensor) -> tuple[float, torch.Tensor]:
+def symbol_power_step(weight: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One warm-started power step per frequency: an **estimate** (lower bound) of the norm.
 
-    Used during training, where a certificate at every step would cost too much.
+    Used during training, where a certificate at every step would cost too much.  The vectors
+    are updated without gradient; the returned estimate ``max_w ||W_hat(w) u(w)||`` is then a
+    differentiable function of the weight (as in spectral normalisation), so a step size
+    derived from it passes its dependence on the weights to the optimiser.
 
     Parameters
     ----------
@@ -148,23 +151,23 @@ def symbol_power_step(weight: torch.Tensor, u: torch.Tensor) -> tuple[float, tor
 
     Returns
     -------
-    estimate : float
-        Max over frequencies of the Rayleigh quotient ``||W_hat u|| / ||u||``.
+    estimate : torch.Tensor
+        0-d tensor, max over frequencies of ``||W_hat u||`` with ``u`` the updated unit vectors.
     u : torch.Tensor
-        The updated, normalised vectors.
+        The updated, normalised vectors (no gradient).
 
     Examples
     --------
     >>> import torch
     >>> W = torch.ones(1, 1, 3, 3)
     >>> u = torch.ones(8, 5, 1, dtype=torch.complex64)
-    >>> round(symbol_power_step(W, u)[0], 4)
+    >>> round(float(symbol_power_step(W, u)[0]), 4)
     9.0
     """
     with torch.no_grad():
         F = symbol(weight.detach(), u.shape[0]).to(u.dtype)
-        Fu = (F @ u.unsqueeze(-1)).squeeze(-1)
-        est = (Fu.abs().pow(2).sum(-1) / u.abs().pow(2).sum(-1).clamp_min(1e-30)).sqrt().max()
-        u_new = (F.mH @ Fu.unsqueeze(-1)).squeeze(-1)
+        u_new = (F.mH @ (F @ u.unsqueeze(-1))).squeeze(-1)
         u_new = u_new / u_new.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-30)
-    return float(est), u_new
+    Fg = symbol(weight, u.shape[0]).to(u.dtype)
+    est = (Fg @ u_new.unsqueeze(-1)).squeeze(-1).abs().pow(2).sum(-1).max().sqrt()
+    return est, u_new

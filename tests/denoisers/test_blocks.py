@@ -177,3 +177,26 @@ def test_block_forward_equals_textbook_steps(integrator):
         ref = ref + sched.step * sum(b * k for b, k in zip(m.b, ks))
     with torch.no_grad():
         torch.testing.assert_close(blk(x), ref, atol=1e-13, rtol=0)
+
+
+def test_capped_training_step_is_scale_invariant():
+    """Regression: with the sub-step cap binding, h = 2 r margin / (L ||A||^2) normalises A.
+    The loss is then invariant to scaling (A, b) together, so its gradient has no radial part;
+    a step size without gradient made ||A|| run away during training."""
+    torch.manual_seed(0)
+    blk = GradientFlowBlock(3, max_substeps=1, time=5.0).double().train()
+    with torch.no_grad():
+        blk.weight.mul_(3.0)
+        blk.bias.normal_()
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    target = torch.randn_like(x)
+    for _ in range(3):  # settle the power vectors
+        blk(x)
+    u = blk.power_vectors.clone()
+    loss = ((blk(x) - target) ** 2).sum()
+    assert blk.schedule(float(blk.norm_estimate)).capped
+    gw, gb = torch.autograd.grad(loss, [blk.weight, blk.bias])
+    radial = float((gw * blk.weight).sum() + (gb * blk.bias).sum())
+    scale = float(gw.norm() * blk.weight.norm() + gb.norm() * blk.bias.norm())
+    assert abs(radial) <= 1e-6 * scale
+    blk.power_vectors.copy_(u)
