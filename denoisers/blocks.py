@@ -6,8 +6,13 @@ integrated over a time span ``T`` in ``n`` sub-steps of size ``h = T / n``, with
 smallest count such that :math:`h L \|A\|^2 \le 2 r \cdot \text{margin}` (``L``: activation
 slope bound, ``r``: the integrator's circle-contractivity radius).  Each sub-step is then
 non-expansive, and for Euler :math:`\alpha = h L \|A\|^2 / 2 \le \text{margin}`-averaged.
-With ``max_substeps`` the count is capped and ``h`` shrinks instead, so inference cost stays
-bounded while the guarantee holds.
+
+With ``max_substeps`` the count is capped, so inference cost stays bounded: when the weight
+``W`` would need more sub-steps, the block uses ``A = rho W`` with
+:math:`\rho = \sqrt{2 r\,\text{margin}\, n / (T L)} / \|W\|` (a spectral normalisation), so
+the guarantee holds with ``n`` steps.  The bias stays in natural units; scaling ``h`` instead
+would divide the effective bias by ``||W||`` and starve the network of thresholds as the
+norm grows.
 
 Training uses a warm-started per-frequency power step (an estimate, as in the authors'
 adaptive scheme); evaluation always uses the certified bound of the current weights
@@ -40,18 +45,22 @@ class StepSchedule:
     step : float
         ``h``.
     norm : float
-        The ``||A||`` used (certified bound in eval, estimate in training).
+        The ``||W||`` used (certified bound in eval, estimate in training).
     step_factor : float
-        ``h L ||A||^2``; non-expansive when ``<= 2 r``.
-    capped : bool
-        True when ``max_substeps`` bound the count and ``h`` was shrunk to ``2 r margin / (L ||A||^2)``.
+        ``h L ||A||^2`` with ``A = scale * W``; non-expansive when ``<= 2 r``.
+    scale : float
+        ``rho`` in ``A = rho W``: 1, or below 1 when ``max_substeps`` binds.
     """
+
+    @property
+    def capped(self) -> bool:
+        return self.scale < 1.0
 
     substeps: int
     step: float
     norm: float
     step_factor: float
-    capped: bool = False
+    scale: float = 1.0
 
 
 class GradientFlowBlock(nn.Module):
@@ -141,15 +150,18 @@ class GradientFlowBlock(nn.Module):
         )
 
     # -- the vector field --------------------------------------------------------------------
-    def gradient(self, x: torch.Tensor) -> torch.Tensor:
-        """``A^T sigma(A x + b)``, the gradient of the potential (zero padding; exact adjoint)."""
+    def gradient(self, x: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """``A^T sigma(A x + b)`` with ``A = scale * W``, the gradient of the potential
+        (zero padding; ``A^T`` is the exact adjoint)."""
         p = self.weight.shape[-1] // 2
-        z = F.conv2d(x, self.weight, self.bias, padding=p)
-        return F.conv_transpose2d(self.act(z), self.weight, padding=p)
+        A = self.weight if isinstance(scale, float) and scale == 1.0 else scale * self.weight
+        z = F.conv2d(x, A, self.bias, padding=p)
+        return F.conv_transpose2d(self.act(z), A, padding=p)
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
-        """The vector field ``-A^T sigma(A x + b)``."""
-        return -self.gradient(x)
+        """The vector field ``-A^T sigma(A x + b)`` as evaluated (certified scale in eval)."""
+        scale = 1.0 if self.training else self.certified_schedule().scale
+        return -self.gradient(x, scale)
 
     # -- norms and schedules -------------------------------------------------------------------
     def _weight_key(self) -> tuple:
@@ -166,26 +178,30 @@ class GradientFlowBlock(nn.Module):
         return self._certified[1]
 
     def schedule(self, norm: float) -> StepSchedule:
-        """Sub-steps and step size for a given ``||A||`` (see the module notes).
+        """Sub-steps, step size and weight scale for a given ``||W||`` (see the module notes).
 
         Examples
         --------
         >>> GradientFlowBlock(2, margin=1.0).schedule(2.0)
-        StepSchedule(substeps=2, step=0.5, norm=2.0, step_factor=2.0, capped=False)
+        StepSchedule(substeps=2, step=0.5, norm=2.0, step_factor=2.0, scale=1.0)
+        >>> round(GradientFlowBlock(2, margin=1.0, max_substeps=1).schedule(2.0).scale, 9)
+        0.707106781
         """
         beta = self.act.slope_bound * norm**2
         limit = 2 * self.integrator.radius * self.margin
         if beta == 0:
             return StepSchedule(1, self.time, norm, 0.0)
         n = max(1, math.ceil(self.time * beta / limit - 1e-12))
+        scale = 1.0
+        if self.max_substeps is not None and n > self.max_substeps:
+            n = self.max_substeps
+            scale = math.sqrt(limit * n / (self.time * beta))
         h = self.time / n
-        capped = self.max_substeps is not None and n > self.max_substeps
-        if capped:
-            n, h = self.max_substeps, limit / beta
-        # Guard against rounding putting h beta a hair above the limit.
-        if h * beta > limit:
-            h = limit / beta
-        return StepSchedule(n, h, norm, h * beta, capped)
+        factor = h * beta * scale**2
+        if factor > limit:  # rounding guard: shrink the scale a hair, never the other way
+            scale *= math.sqrt(limit / factor) * (1 - 1e-15)
+            factor = h * beta * scale**2
+        return StepSchedule(n, h, norm, factor, scale)
 
     def certified_schedule(self) -> StepSchedule:
         """The schedule evaluation uses: from the certified norm bound."""
@@ -197,16 +213,20 @@ class GradientFlowBlock(nn.Module):
             self.power_vectors.copy_(u)
             self.norm_estimate.fill_(float(est))
             sched = self.schedule(float(est))
-            step = sched.step
+            scale = sched.scale
             if sched.capped:
-                # h = 2 r margin / (L ||A||^2) normalises A: it must carry its gradient, or the
-                # optimiser, blind to the normalisation, lets ||A|| grow without bound.
-                step = 2 * self.integrator.radius * self.margin / (self.act.slope_bound * est**2)
+                # rho = sqrt(2 r margin n / (T L)) / ||W|| normalises W: it must carry its
+                # gradient, or the optimiser, blind to the normalisation, inflates ||W||.
+                scale = math.sqrt(2 * self.integrator.radius * self.margin * sched.substeps / (self.time * self.act.slope_bound)) / est
         else:
             sched = self.certified_schedule()
-            step = sched.step
+            scale = sched.scale
+
+        def grad(z):
+            return self.gradient(z, scale)
+
         # Runge-Kutta steps are linear in h, so stepping the gradient with -h is stepping
         # the field -gradient with h, without a negation pass over the state.
         for _ in range(sched.substeps):
-            x = self.integrator.step(self.gradient, x, -step)
+            x = self.integrator.step(grad, x, -sched.step)
         return x

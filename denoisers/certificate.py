@@ -2,9 +2,9 @@ r"""Certificates: provable upper bounds, and beside them empirical lower bounds.
 
 :func:`certify` reports, for a gradient-flow denoiser,
 
-* per layer: the certified bound of :math:`\|A\|` (float64, every image size; see
-  :mod:`denoisers.spectral`), the sub-steps and step size it fixes, :math:`h L \|A\|^2`, and the
-  step's averagedness;
+* per layer: the certified bound of :math:`\|W\|` (float64, every image size; see
+  :mod:`denoisers.spectral`), the sub-steps, step size and weight scale :math:`\rho` it fixes
+  (:math:`A = \rho W`), :math:`h L \|A\|^2`, and the step's averagedness;
 * for the network: the Lipschitz bound (1: every step is non-expansive) and the
   averagedness :math:`\alpha` composed by the rules of :mod:`denoisers.averaged`;
 * empirical **lower** bounds, from actual pairs of inputs only (so they cannot overshoot):
@@ -42,6 +42,7 @@ class LayerCertificate:
     grid_max: float
     substeps: int
     step: float
+    scale: float
     step_factor: float
     step_alpha: float | None
     integrator: str
@@ -90,11 +91,11 @@ class Certificate:
             f"method                    : {self.method}",
             f"certification time        : {self.seconds:.2f} s",
             "",
-            f"{'layer':<10} {'||A|| bound':>12} {'grid max':>10} {'substeps':>8} {'h':>8} {'h L ||A||^2':>12} {'step alpha':>10}",
+            f"{'layer':<10} {'||W|| bound':>12} {'grid max':>10} {'substeps':>8} {'h':>8} {'rho':>8} {'h L ||A||^2':>12} {'step alpha':>10}",
         ]
         for lc in self.layers:
             sa = f"{lc.step_alpha:.4f}" if lc.step_alpha is not None else "n/e"
-            lines.append(f"{lc.name:<10} {lc.norm_bound:12.6f} {lc.grid_max:10.6f} {lc.substeps:8d} {lc.step:8.4f} {lc.step_factor:12.6f} {sa:>10}")
+            lines.append(f"{lc.name:<10} {lc.norm_bound:12.6f} {lc.grid_max:10.6f} {lc.substeps:8d} {lc.step:8.4f} {lc.scale:8.5f} {lc.step_factor:12.6f} {sa:>10}")
         if self.empirical:
             e = self.empirical
             lines += [
@@ -213,8 +214,8 @@ def certify(model, *, empirical: bool = True, samples: torch.Tensor | None = Non
         if sched.step_factor > 2 * blk.integrator.radius:
             raise CertificateViolation(f"block {i}: h L ||A||^2 = {sched.step_factor:.6g} exceeds 2r = {2 * blk.integrator.radius}")
         step_alpha = sched.step_factor / 2 if blk.integrator.averaged else None
-        layers.append(LayerCertificate(f"block{i}", bound.value, bound.grid_max, sched.substeps, sched.step, sched.step_factor,
-                                       step_alpha, blk.integrator.name, blk.act.slope_bound))
+        layers.append(LayerCertificate(f"block{i}", bound.value, bound.grid_max, sched.substeps, sched.step, sched.scale,
+                                       sched.step_factor, step_alpha, blk.integrator.name, blk.act.slope_bound))
     theta = work.effective_theta() if isinstance(work, AveragedDenoiser) else 1.0
     alpha = work.certified_alpha()
     method = (

@@ -10,7 +10,7 @@ A file is ``torch.save`` of a plain dict (loaded with ``weights_only=True``, so 
     The weights (training-only buffers such as power-iteration vectors are dropped).
 ``certificate``
     The certified part of :func:`denoisers.certify` at export: alpha, per-layer norm bounds
-    and the frozen sub-step schedules ``[substeps, h]`` they imply.
+    and the frozen schedules ``[substeps, h, rho]`` they imply.
 ``metadata``
     Free-form record: noise levels, data, steps, wall time, command...
 ``sha256``
@@ -75,7 +75,7 @@ def _certified_record(model) -> dict:
     cert = certify(model, empirical=False)
     return {"alpha": cert.alpha, "lipschitz_bound": cert.lipschitz_bound, "theta": cert.theta,
             "layer_norm_bounds": [lc.norm_bound for lc in cert.layers],
-            "schedules": [[lc.substeps, lc.step] for lc in cert.layers], "method": cert.method}
+            "schedules": [[lc.substeps, lc.step, lc.scale] for lc in cert.layers], "method": cert.method}
 
 
 def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = None, overwrite: bool = False) -> Path:
@@ -153,8 +153,8 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False):
     stored = rec["certificate"]
     if abs(now["alpha"] - stored.get("alpha", float("nan"))) > 1e-9 or not now["alpha"] <= 1:
         raise WeightsError(f"{path}: recomputed certificate alpha {now['alpha']:.9f} differs from the stored {stored.get('alpha')}")
-    if [n for n, _ in now["schedules"]] != [n for n, _ in stored.get("schedules", [])] or any(
-        abs(h - h0) > 1e-12 * h0 for (_, h), (_, h0) in zip(now["schedules"], stored["schedules"])
+    if [s[0] for s in now["schedules"]] != [s[0] for s in stored.get("schedules", [])] or any(
+        abs(a - b) > 1e-12 * b for s, s0 in zip(now["schedules"], stored["schedules"]) for a, b in zip(s[1:], s0[1:])
     ):
         raise WeightsError(f"{path}: sub-step schedules {now['schedules']} differ from the exported {stored.get('schedules')}")
     return (model, rec) if return_record else model
