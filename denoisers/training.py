@@ -155,6 +155,19 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
     Returns
     -------
     TrainResult
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from skimage import data, io
+    >>> d = tempfile.mkdtemp()
+    >>> for i in range(3):
+    ...     io.imsave(f"{d}/{i}.png", data.camera()[i * 50 : i * 50 + 32, :32], check_contrast=False)
+    >>> cfg = TrainConfig(train_dir=d, out_dir=d + "/run", model_kwargs=dict(width=4, depth=1),
+    ...                   patch=16, batch_size=2, steps=4, val_split=1, val_every=4)
+    >>> r = train(cfg, progress=False)
+    >>> r.finished, r.step
+    (True, 4)
     """
     from tqdm.auto import tqdm
 

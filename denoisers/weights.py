@@ -119,6 +119,15 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False):
     WeightsError
         Corrupt file, wrong format, checksum or architecture mismatch, or a certificate that
         no longer matches.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "junk.pt"); _ = open(p, "w").write("junk")
+    >>> load_weights(p)
+    Traceback (most recent call last):
+    ...
+    denoisers.weights.WeightsError: ... is corrupt or not a weights file ...
     """
     path = Path(path)
     if not path.is_file():

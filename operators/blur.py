@@ -16,7 +16,7 @@ __all__ = ["Blur", "BOUNDARIES"]
 BOUNDARIES = ("circular",) + tuple(PAD_MODES)
 
 
-def as_kernel(kernel) -> np.ndarray:
+def _as_kernel(kernel) -> np.ndarray:
     """Accept a kernel array or a spec string (``"gaussian:1.6"``) and validate it."""
     return _kernels.parse(kernel) if isinstance(kernel, str) else _kernels.validate(kernel)
 
@@ -87,7 +87,7 @@ class Blur(LinearOperator):
         if boundary not in BOUNDARIES:
             raise ValueError(f"unknown boundary {boundary!r}; choose one of {', '.join(BOUNDARIES)}")
         self.boundary = boundary
-        self.register_buffer("kernel", torch.from_numpy(as_kernel(kernel)))
+        self.register_buffer("kernel", torch.from_numpy(_as_kernel(kernel)))
         # Frequency responses depend only on (grid, dtype, device): derived data, not state.
         self._responses: dict = {}
 

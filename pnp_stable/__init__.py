@@ -1,7 +1,7 @@
 """pnp-stable: Plug-and-Play imaging whose convergence is checked, not hoped for.
 
 * :func:`tikhonov_deblur`: the closed-form classical baseline (Tikhonov/Wiener).
-* ``pnp-stable`` command line: ``pnp-stable --version``, ``pnp-stable demo``.
+* ``pnp-stable`` command line: ``--version``, ``demo``, ``train``, ``export``, ``certify``.
 """
 
 from ._version import __version__
