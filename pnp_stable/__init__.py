@@ -1,10 +1,15 @@
 """pnp-stable: Plug-and-Play imaging whose convergence is checked, not hoped for.
 
+* :func:`pnp_fbs`, :func:`pnp_admm`: PnP solvers that check the convergence theorem's
+  hypotheses from certificates, monitor the governing sequence, and return a
+  :class:`ConvergenceReport` (solver registry, ``deblur()`` and ``reconstruct()``: issue #4).
 * :func:`tikhonov_deblur`: the closed-form classical baseline (Tikhonov/Wiener).
 * ``pnp-stable`` command line: ``--version``, ``demo``, ``train``, ``export``, ``certify``.
 """
 
 from ._version import __version__
 from .classical import TikhonovResult, tikhonov_deblur
+from .report import Condition, ConvergenceReport
+from .solvers import pnp_admm, pnp_fbs
 
-__all__ = ["__version__", "tikhonov_deblur", "TikhonovResult"]
+__all__ = ["__version__", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition"]
