@@ -4,12 +4,16 @@
   hypotheses from certificates, monitor the governing sequence, and return a
   :class:`ConvergenceReport` (solver registry, ``deblur()`` and ``reconstruct()``: issue #4).
 * :func:`tikhonov_deblur`: the closed-form classical baseline (Tikhonov/Wiener).
-* ``pnp-stable`` command line: ``--version``, ``demo``, ``train``, ``export``, ``certify``.
+* :func:`register_solver`, :func:`get_solver`, :func:`available_solvers`: the solver registry
+  (plugins through the entry-point group ``pnp_stable.solvers``).
+* ``pnp-stable`` command line: ``--version``, ``demo``, ``solvers``, ``train``, ``export``, ``certify``.
 """
 
 from ._version import __version__
 from .classical import TikhonovResult, tikhonov_deblur
 from .report import Condition, ConvergenceReport
+from .registry import available_solvers, get_solver, register_solver
 from .solvers import pnp_admm, pnp_fbs
 
-__all__ = ["__version__", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition"]
+__all__ = ["__version__", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition",
+           "available_solvers", "get_solver", "register_solver"]

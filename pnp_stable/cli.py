@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--note", default="", help="free text stored in the metadata")
     ex.add_argument("--overwrite", action="store_true")
 
+    sub.add_parser("solvers", help="list the registered solvers and what each guarantees")
+
     ce = sub.add_parser("certify", help="print the certificate of a weights file")
     ce.add_argument("model", help="weights file written by pnp-stable (export_weights)")
     ce.add_argument("--no-empirical", action="store_true", help="skip the empirical lower bounds")
@@ -77,6 +79,14 @@ def _run_export(args: argparse.Namespace) -> int:
 
     path = export_run(args.run, args.output, overwrite=args.overwrite, note=args.note)
     print(f"weights written to {path}")
+    return 0
+
+
+def _run_solvers(args: argparse.Namespace) -> int:
+    from .registry import available_solvers
+
+    for name, guarantee in available_solvers().items():
+        print(f"{name:<12} {guarantee}")
     return 0
 
 
@@ -154,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"demo": _run_demo, "train": _run_train, "certify": _run_certify, "export": _run_export}[args.command](args)
+        return {"demo": _run_demo, "train": _run_train, "certify": _run_certify, "export": _run_export,
+                "solvers": _run_solvers}[args.command](args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"pnp-stable {args.command}: error: {exc}", file=sys.stderr)
         return 2

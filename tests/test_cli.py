@@ -141,3 +141,9 @@ def test_cli_bad_train_and_certify_inputs(tmp_path, capsys):
         main(["train", str(tmp_path), "-o", str(tmp_path / "o"), "--sigma", "-3"])
     assert main(["train", str(tmp_path), "-o", str(tmp_path / "o"), "--model", "unet", "--no-progress"]) == 2
     assert "unknown model 'unet'" in capsys.readouterr().err
+
+
+def test_solvers_command_lists_guarantees(capsys):
+    assert main(["solvers"]) == 0
+    out = capsys.readouterr().out
+    assert "pnp-fbs" in out and "pnp-admm" in out and "alpha <= 1/2" in out
