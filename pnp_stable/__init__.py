@@ -3,6 +3,8 @@
 * :func:`pnp_fbs`, :func:`pnp_admm`: PnP solvers that check the convergence theorem's
   hypotheses from certificates, monitor the governing sequence, and return a
   :class:`ConvergenceReport` (solver registry, ``deblur()`` and ``reconstruct()``: issue #4).
+* :func:`deblur` (images and kernels) and :func:`reconstruct` (any operator): run a registered
+  solver and return the image with its report.
 * :func:`tikhonov_deblur`: the closed-form classical baseline (Tikhonov/Wiener).
 * :func:`register_solver`, :func:`get_solver`, :func:`available_solvers`: the solver registry
   (plugins through the entry-point group ``pnp_stable.solvers``).
@@ -10,10 +12,11 @@
 """
 
 from ._version import __version__
+from .api import Reconstruction, deblur, reconstruct
 from .classical import TikhonovResult, tikhonov_deblur
 from .report import Condition, ConvergenceReport
 from .registry import available_solvers, get_solver, register_solver
 from .solvers import pnp_admm, pnp_fbs
 
-__all__ = ["__version__", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition",
+__all__ = ["__version__", "deblur", "reconstruct", "Reconstruction", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition",
            "available_solvers", "get_solver", "register_solver"]

@@ -1,0 +1,217 @@
+"""The user-facing API: ``reconstruct`` for any operator, ``deblur`` for images and kernels."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from operators import Blur
+from operators.noise import Gaussian
+
+from .registry import get_solver
+from .report import ConvergenceReport
+
+__all__ = ["Reconstruction", "reconstruct", "deblur", "resolve_denoiser"]
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """A restored image and the report of the run that produced it.
+
+    Attributes
+    ----------
+    image : numpy.ndarray or torch.Tensor
+        Same kind and layout as the input.
+    report : ConvergenceReport
+    """
+
+    image: Any
+    report: ConvergenceReport
+
+
+def resolve_denoiser(denoiser):
+    """A denoiser callable from a callable, a weights file path, or ``"default"``.
+
+    Examples
+    --------
+    >>> resolve_denoiser("default")
+    Traceback (most recent call last):
+    ...
+    ValueError: no certified denoiser ships with pnp-stable yet; pass denoiser= a callable (x, sigma), for example a denoisers.AveragedDenoiser, or the path of a weights file written by pnp-stable export
+    """
+    if isinstance(denoiser, str) and denoiser == "default":
+        raise ValueError(
+            "no certified denoiser ships with pnp-stable yet; pass denoiser= a callable (x, sigma), for example a "
+            "denoisers.AveragedDenoiser, or the path of a weights file written by pnp-stable export"
+        )
+    if isinstance(denoiser, (str, os.PathLike)):
+        from denoisers.weights import load_weights
+
+        return load_weights(Path(denoiser))
+    if callable(denoiser):
+        return denoiser
+    raise TypeError(f"denoiser must be a callable (x, sigma), a weights file path or 'default'; got {type(denoiser).__name__}")
+
+
+class _DtypeAdapter:
+    """Runs a torch denoiser in its own dtype on data of another, keeping its certificate."""
+
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype):
+        self.module, self.dtype = module, dtype
+
+    def __call__(self, x, sigma):
+        return self.module(x.to(self.dtype), sigma).to(x.dtype)
+
+    def __getattr__(self, name):
+        # certified_alpha and the rest come from the module, and only if it has them.
+        return getattr(self.module, name)
+
+
+def _match_dtype(denoiser, dtype: torch.dtype):
+    if isinstance(denoiser, torch.nn.Module):
+        params = list(denoiser.parameters())
+        if params and params[0].dtype != dtype:
+            return _DtypeAdapter(denoiser, params[0].dtype)
+    return denoiser
+
+
+def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = "pnp-fbs", sigma: float = 0.0,
+                max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True, **solver_options) -> Reconstruction:
+    """Solve ``y = A x + noise`` by a registered PnP solver.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        Measurements (B, C, H, W).
+    operator : deepinv.physics.LinearPhysics
+        Any linear operator (pnp-stable's carry certified norms; wrap others with
+        :func:`operators.as_operator` to have their adjoint checked).
+    denoiser : callable, path or "default"
+        See :func:`resolve_denoiser`.
+    solver : str
+        A name from :func:`pnp_stable.available_solvers`.
+    sigma : float
+        Denoiser strength passed to ``denoiser(x, sigma)``.
+    max_iter, tol, callback, progress
+        Passed to the solver.
+    **solver_options
+        Solver-specific options (``step``, ``strict``...); unknown ones raise TypeError.
+
+    Returns
+    -------
+    Reconstruction
+
+    Examples
+    --------
+    >>> import torch
+    >>> from operators import Blur
+    >>> class Half:
+    ...     def __call__(self, x, sigma): return 0.5 * x
+    ...     def certified_alpha(self): return 0.5
+    >>> r = reconstruct(torch.rand(1, 1, 16, 16), Blur("box:3"), denoiser=Half(), progress=False)
+    >>> r.report.guaranteed
+    True
+    """
+    fn = get_solver(solver)
+    den = _match_dtype(resolve_denoiser(denoiser), y.dtype)
+    x, report = fn(y, operator, den, sigma=sigma, max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
+    return Reconstruction(x, report)
+
+
+def _to_batch(image, channel_axis: int | None) -> tuple[torch.Tensor, dict]:
+    """(1, C, H, W) float64 tensor in [0, 1] units, and how to give the result back."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 4:
+            raise ValueError(f"a torch image must have shape (B, C, H, W); got {tuple(image.shape)}")
+        if not image.is_floating_point():
+            raise TypeError(f"a torch image must be float; got {image.dtype}")
+        return image.detach().clone(), {"kind": "torch", "dtype": image.dtype}
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "uif" or arr.dtype == np.bool_:
+        raise TypeError(f"image must be a numeric array (uint8 or float); got dtype {arr.dtype}")
+    if arr.ndim == 3 and channel_axis is None:
+        raise ValueError(f"got a 3-D array of shape {arr.shape}; pass channel_axis=-1 for colour images (H, W, C)")
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"image must be 2-D (H, W) or 3-D with channel_axis; got shape {arr.shape}")
+    if arr.ndim == 3:
+        arr = np.moveaxis(arr, channel_axis, -1)
+    scale = 255.0 if arr.dtype == np.uint8 else (65535.0 if arr.dtype == np.uint16 else 1.0)
+    work = np.float64 if arr.dtype == np.float64 else np.float32  # integer images compute in float32
+    t = torch.from_numpy((arr.astype(np.float64) / scale).astype(work))  # a copy: the user's array is never touched
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    return t, {"kind": "numpy", "dtype": arr.dtype, "scale": scale, "channel_axis": channel_axis, "ndim": arr.ndim}
+
+
+def _from_batch(x: torch.Tensor, how: dict):
+    if how["kind"] == "torch":
+        return x.to(how["dtype"])
+    a = x[0].detach().cpu().numpy()
+    a = a[0] if how["ndim"] == 2 else np.moveaxis(np.transpose(a, (1, 2, 0)), -1, how["channel_axis"])
+    if how["dtype"].kind in "ui":
+        # Integer images cannot hold values outside their range: clip and round (documented).
+        return np.clip(np.round(a * how["scale"]), 0, how["scale"]).astype(how["dtype"])
+    return a.astype(how["dtype"])
+
+
+def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denoiser="default", boundary: str = "symmetric",
+           channel_axis: int | None = None, sigma: float | None = None, max_iter: int = 200, tol: float = 1e-4,
+           callback=None, progress: bool = True, device=None, **solver_options) -> Reconstruction:
+    """Deblur a photograph with a certified PnP solver.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or torch.Tensor
+        (H, W) gray, (H, W, C) colour with ``channel_axis=-1`` (uint8, uint16 or float in
+        [0, 1]), or a float tensor (B, C, H, W).  Never modified.
+    kernel : array_like or str
+        Blur kernel or spec (``"gaussian:1.6"``, ``"levin:3"``; see :mod:`operators.kernels`).
+    noise_level : float
+        Standard deviation of the noise on the [0, 1] scale (>= 0).
+    solver : str
+        Registered solver name.
+    denoiser : callable, path or "default"
+    boundary : str
+        Blur boundary (``"symmetric"`` suits photographs; ``"circular"`` is fastest).
+    channel_axis : int, optional
+        Axis of the colour channels of a numpy image (scikit-image's convention).
+    sigma : float, optional
+        Denoiser strength (default ``noise_level``).
+    max_iter, tol, callback, progress, device, **solver_options
+        Run settings; ``device`` moves the computation (e.g. ``"cuda"``).
+
+    Returns
+    -------
+    Reconstruction
+        ``image`` of the input's kind, layout and dtype (integer images are rounded and clipped
+        to their range; float images are not clipped), and the convergence ``report``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class Half:
+    ...     def __call__(self, x, sigma): return 0.5 * x
+    ...     def certified_alpha(self): return 0.5
+    >>> img = np.random.default_rng(0).random((32, 32))
+    >>> r = deblur(img, "gaussian:1.0", 0.01, denoiser=Half(), progress=False)
+    >>> r.image.shape, r.image.dtype, r.report.guaranteed
+    ((32, 32), dtype('float64'), True)
+    """
+    if not (isinstance(noise_level, (int, float)) and np.isfinite(noise_level) and noise_level >= 0):
+        raise ValueError(f"noise_level must be a finite number >= 0 (standard deviation on the [0, 1] scale); got {noise_level!r}")
+    y, how = _to_batch(image, channel_axis)
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("image contains NaN or Inf")
+    op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
+    den = resolve_denoiser(denoiser)
+    if device is not None:
+        y, op = y.to(device), op.to(device)
+        if isinstance(den, torch.nn.Module):
+            den = den.to(device)
+    rec = reconstruct(y, op, denoiser=den, solver=solver, sigma=noise_level if sigma is None else sigma,
+                      max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
+    return Reconstruction(_from_batch(rec.image, how), rec.report)
