@@ -39,9 +39,11 @@ class SolverInfo:
 
 _REGISTRY: dict[str, SolverInfo] = {
     "pnp-fbs": SolverInfo("pnp-fbs", pnp_fbs, "converges (Krasnosel'skii-Mann) when the denoiser is certified averaged "
-                          "(alpha < 1) and tau < 2 / ||A||^2 with a certified norm; residual non-increasing"),
+                          "(alpha < 1) and tau < 2 / ||A||^2 with a certified norm, also relaxed (relaxation < 1 / alpha_T); residual "
+                          "non-increasing"),
     "pnp-admm": SolverInfo("pnp-admm", pnp_admm, "converges (Douglas-Rachford) for every tau > 0 when the denoiser is "
-                           "certified firmly non-expansive (alpha <= 1/2); residual of z non-increasing"),
+                           "certified firmly non-expansive (alpha <= 1/2), also relaxed (relaxation in (0, 2)); residual of z "
+                           "non-increasing"),
 }
 _plugins_loaded = False
 

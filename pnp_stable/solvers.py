@@ -20,6 +20,11 @@ PnP-FBS: :math:`x_{k+1} = D(x_k - \tau A^\top(A x_k - y))`.  With :math:`D`
 averaged (composition of averaged maps), so the iterates converge to a fixed point when one
 exists (Krasnosel'skii-Mann) and the residual is non-increasing.
 
+Krasnosel'skii-Mann relaxation (``relaxation=lam``): :math:`u_{k+1} = (1 - \lambda) u_k + \lambda T u_k`
+converges for :math:`0 < \lambda < 1/\alpha_T` when :math:`T` is :math:`\alpha_T`-averaged (FBS:
+:math:`\alpha_T` composed from the denoiser's :math:`\alpha` and the gradient step's
+:math:`\tau\|A\|^2/2`; ADMM: :math:`\alpha_T = 1/2`, so :math:`\lambda < 2`).
+
 PnP-ADMM (Douglas-Rachford): :math:`x_k = \mathrm{prox}_{\tau f}(z_k)`,
 :math:`z_{k+1} = z_k + D(2 x_k - z_k) - x_k`.  With :math:`D` firmly non-expansive
 (:math:`\alpha \le 1/2`), :math:`2D - I` is non-expansive and the map on :math:`z` is
@@ -35,6 +40,7 @@ from typing import Callable
 
 import torch
 
+from denoisers.averaged import compose_alpha
 from operators import operator_norm
 from operators._checks import check_finite, check_image_batch
 
@@ -152,7 +158,7 @@ def _check_inputs(y: torch.Tensor, sigma: float, tol: float, max_iter: int) -> N
 
 
 def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: float | None = None, x0: torch.Tensor | None = None,
-            max_iter: int = 200, tol: float = 1e-4, strict: bool = True, callback=None, progress: bool = False
+            relaxation: float = 1.0, max_iter: int = 200, tol: float = 1e-4, strict: bool = True, callback=None, progress: bool = False
             ) -> tuple[torch.Tensor, ConvergenceReport]:
     r"""PnP forward-backward splitting with checked convergence.
 
@@ -170,6 +176,8 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
         :math:`\tau`; default :math:`1/\|A\|^2` (certified norm).  Must be below :math:`2/\|A\|^2`.
     x0 : torch.Tensor, optional
         Start (default ``A^T y``).
+    relaxation : float
+        Krasnosel'skii-Mann relaxation ``lam``; must be below ``1 / alpha_T``.
     max_iter, tol
         Iteration cap and relative residual tolerance per sample.
     strict : bool
@@ -209,11 +217,20 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
         warnings.warn("the denoiser carries no certificate: PnP-FBS runs without a convergence guarantee", UserWarning, stacklevel=2)
     elif alpha >= 1:
         _refuse(f"PnP-FBS needs an averaged denoiser (alpha < 1); this one is only non-expansive (alpha = {alpha:.6g})", strict)
+    lam = float(relaxation)
+    grad_alpha = tau * norm.value**2 / 2
+    alpha_T = compose_alpha(alpha, grad_alpha) if alpha is not None and 0 < grad_alpha < 1 and alpha < 1 else None
+    lam_limit = 1 / alpha_T if alpha_T is not None else 1.0
+    conditions.append(Condition("relaxation", 0 < lam < lam_limit or (lam == 1.0 and alpha_T is not None),
+                                f"lambda = {lam:.6g} < 1 / alpha_T = {lam_limit:.6g}" if alpha_T is not None else f"lambda = {lam:.6g}"))
+    if not (0 < lam < lam_limit or lam == 1.0):
+        _refuse(f"relaxation lambda = {lam:.6g} breaks 0 < lambda < 1 / alpha_T = {lam_limit:.6g}", strict)
     report = ConvergenceReport("pnp-fbs", "Krasnosel'skii-Mann (composition of averaged maps)", conditions,
                                all(c.holds for c in conditions))
 
     def step_map(x):
-        return denoiser(x - tau * operator.A_adjoint(operator.A(x) - y), sigma)
+        tx = denoiser(x - tau * operator.A_adjoint(operator.A(x) - y), sigma)
+        return tx if lam == 1.0 else (1 - lam) * x + lam * tx
 
     start = operator.A_adjoint(y) if x0 is None else x0
     with torch.no_grad():
@@ -222,7 +239,7 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
 
 
 def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: float = 1.0, z0: torch.Tensor | None = None,
-             max_iter: int = 200, tol: float = 1e-4, strict: bool = True, callback=None, progress: bool = False
+             relaxation: float = 1.0, max_iter: int = 200, tol: float = 1e-4, strict: bool = True, callback=None, progress: bool = False
              ) -> tuple[torch.Tensor, ConvergenceReport]:
     r"""PnP-ADMM in Douglas-Rachford form, monitored on the governing sequence ``z``.
 
@@ -235,6 +252,8 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
         keeps the guarantee and sets the regularisation strength.
     z0 : torch.Tensor, optional
         Start of ``z`` (default ``A^T y``).
+    relaxation : float
+        Krasnosel'skii-Mann relaxation ``lam`` in (0, 2) (the map on ``z`` is 1/2-averaged).
 
     Returns
     -------
@@ -268,6 +287,10 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
     elif alpha > 0.5:
         _refuse(f"PnP-ADMM needs a firmly non-expansive denoiser (alpha <= 1/2); this one has alpha = {alpha:.6g}: "
                 "relax it, e.g. AveragedDenoiser(..., target_alpha=0.5)", strict)
+    lam = float(relaxation)
+    conditions.append(Condition("relaxation", 0 < lam < 2, f"lambda = {lam:.6g} in (0, 2)"))
+    if not (0 < lam < 2):
+        _refuse(f"relaxation lambda = {lam:.6g} breaks 0 < lambda < 2", strict)
     report = ConvergenceReport("pnp-admm", "Douglas-Rachford (2D - I non-expansive: 1/2-averaged map on z)", conditions,
                                all(c.holds for c in conditions))
     prox_state = {"x": None}
@@ -275,7 +298,7 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
     def step_map(z):
         x = operator.prox_l2(z, y, tau) if prox_state["x"] is None else operator.prox_l2(z, y, tau, **_warm(operator, prox_state["x"]))
         prox_state["x"] = x
-        return z + denoiser(2 * x - z, sigma) - x
+        return z + lam * (denoiser(2 * x - z, sigma) - x)
 
     start = operator.A_adjoint(y) if z0 is None else z0
     with torch.no_grad():

@@ -141,3 +141,25 @@ def test_bad_inputs(problem):
         pnp_admm(y, A, Smoother(), sigma=-1.0)
     with pytest.raises(ValueError, match="step"):
         pnp_admm(y, A, Smoother(), step=0.0)
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.4])
+def test_relaxed_forms_reach_the_same_fixed_points(problem, lam):
+    A, y, _, _ = problem
+    x_fbs, r1 = pnp_fbs(y, A, Smoother(), tol=1e-12, max_iter=5000)
+    x_km, r2 = pnp_fbs(y, A, Smoother(), relaxation=lam, tol=1e-12, max_iter=5000)
+    torch.testing.assert_close(x_km, x_fbs, atol=1e-9, rtol=0)
+    assert r2.guaranteed and r2.monotone == [True]
+    xa, _ = pnp_admm(y, A, Smoother(), step=3.0, tol=1e-12, max_iter=5000)
+    xk, r3 = pnp_admm(y, A, Smoother(), step=3.0, relaxation=lam, tol=1e-12, max_iter=5000)
+    torch.testing.assert_close(xk, xa, atol=1e-8, rtol=0)
+    assert r3.guaranteed
+
+
+def test_relaxation_bounds_refused(problem):
+    A, y, _, _ = problem
+    with pytest.raises(ValueError, match="relaxation lambda = 2.5 breaks"):
+        pnp_admm(y, A, Smoother(), relaxation=2.5)
+    # FBS with alpha_D = 1/2 and tau = 1/||A||^2 (alpha = 1/2): alpha_T = 2/3, so lambda < 1.5
+    with pytest.raises(ValueError, match=r"1 / alpha_T = 1.5"):
+        pnp_fbs(y, A, Smoother(), relaxation=1.6, step=1.0)
