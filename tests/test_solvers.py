@@ -163,3 +163,15 @@ def test_relaxation_bounds_refused(problem):
     # FBS with alpha_D = 1/2 and tau = 1/||A||^2 (alpha = 1/2): alpha_T = 2/3, so lambda < 1.5
     with pytest.raises(ValueError, match=r"1 / alpha_T = 1.5"):
         pnp_fbs(y, A, Smoother(), relaxation=1.6, step=1.0)
+
+
+def test_deepinv_downsampling_inside_our_solvers():
+    from deepinv.physics import Downsampling
+
+    g = torch.Generator().manual_seed(0)
+    phys = Downsampling(img_size=(1, 16, 16), factor=2, filter="gaussian", padding="circular")
+    y = phys.A(torch.rand(1, 1, 16, 16, generator=g))
+    x, rep = pnp_admm(y, phys, Smoother(), step=2.0, max_iter=300, tol=1e-6)
+    assert x.shape == (1, 1, 16, 16) and rep.all_converged and rep.monotone == [True]
+    x2, rep2 = pnp_fbs(y, phys, Smoother(), step=0.5, max_iter=300, tol=1e-6)
+    assert rep2.all_converged and not rep2.guaranteed  # the norm is only estimated
