@@ -50,6 +50,11 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None], *, overw
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp creates files readable by the owner only; give the result the permissions an
+        # ordinary open() would (0o666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

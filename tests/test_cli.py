@@ -218,3 +218,12 @@ def test_deblur_command_colour_image_with_gray_model(tmp_path, weights_file, cap
     assert main(["deblur", str(src), "-o", str(tmp_path / "o.png"), "--kernel", "box:3", "--noise", "0.01",
                  "--denoiser", str(weights_file), "--no-progress"]) == 2
     assert "1-channel images; got 3 channels" in capsys.readouterr().err
+
+
+def test_write_atomic_gives_ordinary_permissions(tmp_path):
+    import stat
+
+    p = write_atomic(tmp_path / "a.txt", lambda t: open(t, "w").write("x"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
