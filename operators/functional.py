@@ -133,7 +133,8 @@ def pad_indices(n: int, before: int, after: int, mode: str, device=None) -> torc
         raise ValueError(f"pad_indices handles {sorted(set(PAD_MODES) - {'zero'})}; got {mode!r}")
     if mode == "reflect" and n == 1 and (before or after):
         raise ValueError("reflect padding needs at least 2 pixels along each padded axis")
-    return torch.as_tensor(_pad_index_np(n, before, after, mode), device=device)
+    # A copy: the cached numpy array must never alias a tensor that could be edited in place.
+    return torch.tensor(_pad_index_np(n, before, after, mode), device=device)
 
 
 def pad(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str) -> torch.Tensor:
