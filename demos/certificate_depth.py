@@ -41,15 +41,6 @@ def worst_pair_ratio(net, shape, steps: int = 25, seed: int = 0) -> float:
     return best
 
 
-def identity_resnet(depth: int) -> SpectralResNet:
-    net = SpectralResNet(1, width=1, depth=depth).double()
-    with torch.no_grad():
-        for p in list(net.A) + list(net.B):
-            p.zero_()
-            p[0, 0, 1, 1] = 1.0
-    return net
-
-
 def run(max_depth: int = 8, width: int = 8, side: int = 24, steps: int = 25) -> dict:
     """Measure every curve of the figure; returns lists indexed by depth 1..max_depth."""
     torch.manual_seed(0)
@@ -58,7 +49,7 @@ def run(max_depth: int = 8, width: int = 8, side: int = 24, steps: int = 25) -> 
     out = {"depth": depths, "resnet_adversarial": [], "resnet_random": [], "ours_certified": [], "ours_measured": []}
     for d in depths:
         x = torch.rand(shape, dtype=torch.float64) + 0.5  # positive: relu passes, each block doubles
-        adv = identity_resnet(d)
+        adv = SpectralResNet.worst_case(d)
         with torch.no_grad():
             out["resnet_adversarial"].append(float((adv(x) - adv(x + 0.01)).norm() / (0.01 * x.numel() ** 0.5)))
         rand = SpectralResNet(1, width=width, depth=d).double()

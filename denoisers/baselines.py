@@ -78,6 +78,26 @@ class SpectralResNet(Denoiser):
         self.config = dict(channels=channels, width=width, depth=depth)
         self._bounds: dict = {}
 
+    @classmethod
+    def worst_case(cls, depth: int) -> "SpectralResNet":
+        """One channel, every convolution the identity (norm 1): on positive inputs each block
+        doubles its input, so the network is exactly ``2^depth``-Lipschitz there.
+
+        Examples
+        --------
+        >>> import torch
+        >>> net = SpectralResNet.worst_case(3)
+        >>> x = torch.ones(1, 1, 4, 4, dtype=torch.float64)
+        >>> float((net(x + 0.1) - net(x)).norm() / (0.1 * x).norm())
+        8.0
+        """
+        net = cls(1, width=1, depth=depth).double()
+        with torch.no_grad():
+            for p in list(net.A) + list(net.B):
+                p.zero_()
+                p[0, 0, p.shape[-2] // 2, p.shape[-1] // 2] = 1.0
+        return net
+
     def _normalised(self, w: torch.Tensor) -> torch.Tensor:
         # The certified bound is recomputed only when the weight changed (it costs ~0.3 s for
         # 32 channels); the division keeps its gradient.

@@ -94,22 +94,12 @@ def test_denoiser_input_errors():
         AveragedDenoiser(target_alpha=1.0)
 
 
-def _resnet_identity(depth: int) -> SpectralResNet:
-    """All convolutions the identity (norm 1): x + relu(x) doubles positive inputs per block."""
-    net = SpectralResNet(1, width=1, depth=depth).double()
-    with torch.no_grad():
-        for p in list(net.A) + list(net.B):
-            p.zero_()
-            p[0, 0, 1, 1] = 1.0
-    return net
-
-
 def test_ordinary_resnet_lipschitz_grows_with_depth_ours_does_not():
     x = torch.rand(1, 1, 8, 8, dtype=torch.float64) + 0.5
     y = x + 0.01
     ratios = []
     for depth in (1, 2, 4, 6):
-        r = _resnet_identity(depth)
+        r = SpectralResNet.worst_case(depth)
         with torch.no_grad():
             ratios.append(float((r(x) - r(y)).norm() / (x - y).norm()))
         ours = GradientFlowNet(1, width=4, depth=depth).double().eval()
