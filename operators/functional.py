@@ -308,13 +308,13 @@ def collatz_wielandt_bound(
     for it in range(1, max_iter + 1):
         Bw = apply_B(w)
         wmin = float(w.min())
-        if wmin <= 0:
-            break  # positivity lost to rounding: keep the last valid bound
         # Rounding of FFT-based products is below ~ log2(n) eps max|Bw| per entry.
         slack = 16 * math.log2(n) * eps * float(Bw.abs().max()) / wmin
         upper = min(upper, float((Bw / w).max()) + slack)
         lower = max(lower, float((w * Bw).sum() / (w * w).sum()))
         if upper - lower <= rtol * lower:
             break
-        w = Bw / float(Bw.max())
+        # Any positive w gives a valid bound, so floor the next one: FFT rounding can push
+        # entries of B w to zero or below, and the floor keeps the rounding slack small.
+        w = (Bw / float(Bw.max())).clamp_min(1e-6)
     return upper, lower, it
