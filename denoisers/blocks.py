@@ -171,11 +171,18 @@ class GradientFlowBlock(nn.Module):
     def certified_norm(self) -> ConvNormBound:
         """Certified bound of ``||A||`` for the current weights (cached until they change)."""
         key = self._weight_key()
-        if self._certified is None or self._certified[0] != key:
+        if self._certified is not None and self._certified[0] == key:
+            return self._certified[2]
+        # The bound depends only on the weight values: a copy, a move or a dtype change of the
+        # same weights (deepcopy, .to(float64)) reuses it instead of certifying again.
+        w64 = self.weight.detach().to("cpu", torch.float64)
+        if self._certified is not None and torch.equal(self._certified[1], w64):
+            bound = self._certified[2]
+        else:
             bound = certified_conv_norm(self.weight, self.certify_grid)
-            self._certified = (key, bound)
-            self.norm_bound.fill_(bound.value)
-        return self._certified[1]
+        self._certified = (key, w64.clone(), bound)
+        self.norm_bound.fill_(bound.value)
+        return bound
 
     def schedule(self, norm: float) -> StepSchedule:
         """Sub-steps, step size and weight scale for a given ``||W||`` (see the module notes).

@@ -8,6 +8,7 @@ not be averaged in general.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from deepinv.models import Denoiser
 from torch import nn
@@ -124,6 +125,12 @@ class AveragedDenoiser(NonexpansiveDenoiser):
         Choose ``theta`` to reach this averagedness (e.g. 0.5 for PnP-ADMM); overrides ``theta``
         when the network alone does not reach it.
     sigma_train : float, optional
+    strength : (sequence of float, sequence of float), optional
+        A calibration ``(sigmas, thetas)``: ``forward(x, sigma)`` then relaxes by ``theta(sigma)``
+        (piecewise linear in ``sigma``, constant beyond the ends), never above the certified
+        ``theta``, so one network serves every noise level below the one it was trained for
+        and the certificate (computed with the largest ``theta``) holds for every ``sigma``.
+        :func:`denoisers.strength.calibrate_strength` fits it on held-out training images.
 
     Examples
     --------
@@ -131,10 +138,14 @@ class AveragedDenoiser(NonexpansiveDenoiser):
     >>> d = AveragedDenoiser(GradientFlowNet(1, width=8, depth=2), target_alpha=0.5).eval()
     >>> d.certified_alpha() <= 0.5
     True
+    >>> d = AveragedDenoiser(GradientFlowNet(1, width=8, depth=2), strength=([0.0, 0.1], [0.0, 1.0])).eval()
+    >>> x = torch.rand(1, 1, 8, 8)
+    >>> torch.equal(d(x, 0.0), x)
+    True
     """
 
     def __init__(self, net: GradientFlowNet | None = None, *, theta: float = 1.0, target_alpha: float | None = None,
-                 sigma_train: float | None = None):
+                 sigma_train: float | None = None, strength: tuple | None = None):
         super().__init__(net, sigma_train=sigma_train)
         if not (0 < theta <= 1):
             raise ValueError(f"theta must lie in (0, 1]; got {theta!r}")
@@ -142,6 +153,7 @@ class AveragedDenoiser(NonexpansiveDenoiser):
             raise ValueError(f"target_alpha must lie in (0, 1); got {target_alpha!r}")
         self.theta = float(theta)
         self.target_alpha = target_alpha
+        self.strength = _check_strength(strength)
 
     def effective_theta(self) -> float:
         """The relaxation used: ``theta``, lowered to reach ``target_alpha`` if one is set."""
@@ -149,10 +161,51 @@ class AveragedDenoiser(NonexpansiveDenoiser):
             return self.theta
         return min(self.theta, self.target_alpha / self.net.certified_alpha())
 
+    def theta_for(self, sigma) -> float | torch.Tensor:
+        """The relaxation applied at noise level ``sigma`` (a float, or a tensor per sample).
+
+        Examples
+        --------
+        >>> d = AveragedDenoiser(GradientFlowNet(1, width=8, depth=2), strength=([0.0, 0.1], [0.0, 1.0]))
+        >>> round(d.theta_for(0.05), 6), d.theta_for(0.5)
+        (0.5, 1.0)
+        """
+        cap = self.effective_theta() if not self.training else self.theta
+        if self.strength is None or sigma is None:
+            return cap
+        sig = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
+        if not bool(torch.isfinite(sig).all()) or bool((sig < 0).any()):
+            raise ValueError(f"sigma must be finite and >= 0; got {sigma!r}")
+        knots, values = (torch.tensor(v, dtype=torch.float64) for v in self.strength)
+        theta = torch.from_numpy(np.interp(sig.numpy(), knots.numpy(), values.numpy())).clamp(max=cap)
+        return float(theta[0]) if theta.numel() == 1 else theta
+
     def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
-        theta = self.effective_theta() if not self.training else self.theta
+        theta = self.theta_for(sigma)
         out = self.net(x)
+        if isinstance(theta, torch.Tensor):  # one relaxation per sample
+            if theta.numel() != x.shape[0]:
+                raise ValueError(f"got {theta.numel()} noise levels for a batch of {x.shape[0]}")
+            theta = theta.to(x.dtype).to(x.device).view(-1, 1, 1, 1)
+            return (1 - theta) * x + theta * out
         return out if theta == 1.0 else (1 - theta) * x + theta * out
 
     def certified_alpha(self) -> float:
         return relax_alpha(self.net.certified_alpha(), self.effective_theta())
+
+
+def _check_strength(strength) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Validate a ``(sigmas, thetas)`` calibration: increasing sigmas >= 0, thetas in [0, 1]."""
+    if strength is None:
+        return None
+    try:
+        sigmas, thetas = (tuple(float(v) for v in seq) for seq in strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be a pair (sigmas, thetas) of number sequences; got {strength!r}") from None
+    if len(sigmas) != len(thetas) or len(sigmas) < 1:
+        raise ValueError(f"strength needs as many thetas as sigmas (at least one); got {len(sigmas)} and {len(thetas)}")
+    if not all(np.isfinite(sigmas)) or sigmas[0] < 0 or any(b <= a for a, b in zip(sigmas, sigmas[1:])):
+        raise ValueError(f"strength sigmas must be finite, >= 0 and increasing; got {sigmas}")
+    if not all(0 <= t <= 1 for t in thetas):
+        raise ValueError(f"strength thetas must lie in [0, 1]; got {thetas}")
+    return sigmas, thetas

@@ -12,8 +12,8 @@ from .models import AveragedDenoiser, GradientFlowNet, NonexpansiveDenoiser
 __all__ = ["MODELS", "build_model"]
 
 
-def _averaged(channels: int, theta: float = 1.0, target_alpha: float | None = None, **kw) -> AveragedDenoiser:
-    return AveragedDenoiser(GradientFlowNet(channels, **kw), theta=theta, target_alpha=target_alpha)
+def _averaged(channels: int, theta: float = 1.0, target_alpha: float | None = None, strength=None, **kw) -> AveragedDenoiser:
+    return AveragedDenoiser(GradientFlowNet(channels, **kw), theta=theta, target_alpha=target_alpha, strength=strength)
 
 
 def _nonexpansive(channels: int, **kw) -> NonexpansiveDenoiser:

@@ -248,11 +248,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
     return TrainResult(step, finished, wall, loss_val, last_val, out)
 
 
-def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False, note: str = "") -> Path:
+def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False, note: str = "",
+               strength_sigmas=None, progress: bool = False) -> Path:
     """Export the model of a run folder to a weights file with its training record.
 
     The metadata records the configuration (data folder, noise, architecture, schedule),
     steps done and planned, training wall time, the last validation PSNR and ``note``.
+    With ``strength_sigmas`` (averaged models only), the relaxation ``theta(sigma)`` is fitted
+    at those levels on the run's held-out validation images (training data, never a test
+    set; :func:`denoisers.strength.calibrate_strength`) and stored with the architecture.
 
     Examples
     --------
@@ -272,6 +276,17 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *, overwrite
     model = build_model(cfg["model"], channels=cfg["channels"], **cfg["model_kwargs"])
     model.load_state_dict(ck["model"])
     model.eval()
+    calibration = None
+    if strength_sigmas is not None:
+        from .models import AveragedDenoiser
+        from .strength import calibrate_strength
+
+        if not isinstance(model, AveragedDenoiser):
+            raise ValueError(f"strength calibration needs an averaged model; this run trained {cfg['model']!r}")
+        keep = {k: v for k, v in cfg.items() if k in TrainConfig.__dataclass_fields__}
+        _, val = _split_folders(TrainConfig(**keep))
+        model.strength = calibrate_strength(model, val.images, strength_sigmas, progress=progress)
+        calibration = {"images": [str(f) for f in val.files], "sigmas": model.strength[0], "thetas": model.strength[1]}
     log_path = run / "log.jsonl"
     vals = []
     if log_path.exists():
@@ -285,5 +300,6 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *, overwrite
         "sigma": cfg["sigma"],
         "sigma_max": cfg["sigma_max"],
         "note": note,
+        "strength_calibration": calibration,
     }
     return export_weights(model, path, metadata=meta, overwrite=overwrite)

@@ -65,7 +65,10 @@ def _spec(model) -> tuple[str, dict]:
     from .models import AveragedDenoiser, NonexpansiveDenoiser
 
     if isinstance(model, AveragedDenoiser):
-        return "averaged", dict(model.net.config, theta=model.theta, target_alpha=model.target_alpha)
+        config = dict(model.net.config, theta=model.theta, target_alpha=model.target_alpha)
+        if model.strength is not None:
+            config["strength"] = [list(model.strength[0]), list(model.strength[1])]
+        return "averaged", config
     if isinstance(model, NonexpansiveDenoiser):
         return "nonexpansive", dict(model.net.config)
     raise TypeError(f"export_weights takes a pnp-stable denoiser; got {type(model).__name__}")
@@ -158,6 +161,8 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False):
     except RuntimeError as exc:
         raise WeightsError(f"{path}: the weights do not match the architecture ({exc})") from None
     model.eval()
+    for blk in model.net.blocks:
+        blk.certified_norm()  # certify this instance, so copies (including certify's own) reuse the bounds
     now = _certified_record(model)
     stored = rec["certificate"]
     if abs(now["alpha"] - stored.get("alpha", float("nan"))) > 1e-9 or not now["alpha"] <= 1:

@@ -13,6 +13,7 @@ import torch
 from operators import Blur
 from operators.noise import Gaussian
 
+from .defaults import defaults_for
 from .registry import get_solver
 from .report import ConvergenceReport
 
@@ -34,21 +35,44 @@ class Reconstruction:
     report: ConvergenceReport
 
 
-def resolve_denoiser(denoiser):
-    """A denoiser callable from a callable, a weights file path, or ``"default"``.
+def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None):
+    """A denoiser callable from a callable, a weights file path, a shipped model name, or ``"default"``.
+
+    ``"default"`` is the shipped certified model for ``channels`` (see
+    :func:`denoisers.pretrained.default_pretrained`), relaxed to the averagedness the
+    ``solver``'s guarantee needs (e.g. firmly non-expansive for PnP-ADMM).
 
     Examples
     --------
-    >>> resolve_denoiser("default")
+    >>> resolve_denoiser("default", solver="pnp-admm").certified_alpha() <= 0.5
+    True
+    >>> resolve_denoiser(3)
     Traceback (most recent call last):
     ...
-    ValueError: no certified denoiser ships with pnp-stable yet; pass denoiser= a callable (x, sigma), for example a denoisers.AveragedDenoiser, or the path of a weights file written by pnp-stable export
+    TypeError: denoiser must be a callable (x, sigma), a weights file path or 'default'; got int
     """
     if isinstance(denoiser, str) and denoiser == "default":
-        raise ValueError(
-            "no certified denoiser ships with pnp-stable yet; pass denoiser= a callable (x, sigma), for example a "
-            "denoisers.AveragedDenoiser, or the path of a weights file written by pnp-stable export"
-        )
+        from denoisers.pretrained import default_pretrained
+
+        from .registry import solver_info
+
+        target = solver_info(solver).denoiser_alpha if solver is not None else None
+        return default_pretrained(channels, target_alpha=target)
+    if isinstance(denoiser, str) and not Path(denoiser).exists():
+        from denoisers.pretrained import load_pretrained, pretrained_names
+
+        from .registry import solver_info
+
+        if denoiser not in pretrained_names():
+            raise FileNotFoundError(f"{denoiser!r} is neither a weights file nor a shipped model "
+                                    f"(shipped: {', '.join(pretrained_names())}; see pnp-stable models)")
+        target = solver_info(solver).denoiser_alpha if solver is not None else None
+        model = load_pretrained(denoiser, target_alpha=target)
+        if channels == 3 and model.net.channels == 1:
+            from denoisers.channelwise import ChannelwiseDenoiser
+
+            return ChannelwiseDenoiser(model)
+        return model
     if isinstance(denoiser, (str, os.PathLike)):
         from denoisers.weights import load_weights
 
@@ -80,7 +104,38 @@ def _match_dtype(denoiser, dtype: torch.dtype):
     return denoiser
 
 
-def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = "pnp-fbs", sigma: float = 0.0,
+def _strength_and_step(denoiser, solver: str, noise_level: float | None, sigma: float | None, solver_options: dict) -> float:
+    """The denoiser strength to use, and the tuned step added to ``solver_options`` (in place).
+
+    With the shipped denoiser, strength and step were tuned together on training images
+    (:mod:`pnp_stable.defaults`); explicit values always win.
+    """
+    shipped = isinstance(denoiser, str) and denoiser == "default"
+    if not shipped:
+        return sigma if sigma is not None else (noise_level or 0.0)
+    tuned = defaults_for(solver)
+    if "step" not in solver_options and "step_factor" not in solver_options:
+        if tuned.step_factor is not None:
+            solver_options["step_factor"] = tuned.step_factor
+        elif tuned.step_for(noise_level) is not None:
+            solver_options["step"] = tuned.step_for(noise_level)
+    if sigma is not None:
+        return sigma
+    if noise_level is None:
+        raise ValueError("the shipped denoiser needs a strength: pass sigma= (the denoiser's noise level), or give the "
+                         "operator a Gaussian noise model so that it can be tuned from its level")
+    return tuned.strength * noise_level
+
+
+def _noise_level(operator) -> float | None:
+    sigma = getattr(getattr(operator, "noise_model", None), "sigma", None)
+    try:
+        return float(sigma) if sigma is not None else None
+    except (TypeError, ValueError):  # a tensor of levels, one per sample
+        return None
+
+
+def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = "pnp-fbs", sigma: float | None = None,
                 max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True, **solver_options) -> Reconstruction:
     """Solve ``y = A x + noise`` by a registered PnP solver.
 
@@ -95,8 +150,10 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
         See :func:`resolve_denoiser`.
     solver : str
         A name from :func:`pnp_stable.available_solvers`.
-    sigma : float
-        Denoiser strength passed to ``denoiser(x, sigma)``.
+    sigma : float, optional
+        Denoiser strength passed to ``denoiser(x, sigma)``.  Default: from the noise level of the
+        operator's noise model (times the tuned factor of :mod:`pnp_stable.defaults` for the
+        shipped denoiser, which also sets the step), else 0.
     max_iter, tol, callback, progress
         Passed to the solver.
     **solver_options
@@ -118,7 +175,9 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     True
     """
     fn = get_solver(solver)
-    den = _match_dtype(resolve_denoiser(denoiser), y.dtype)
+    solver_options = dict(solver_options)
+    sigma = _strength_and_step(denoiser, solver, _noise_level(operator), sigma, solver_options)
+    den = _match_dtype(resolve_denoiser(denoiser, channels=y.shape[1], solver=solver), y.dtype)
     x, report = fn(y, operator, den, sigma=sigma, max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
     return Reconstruction(x, report)
 
@@ -180,7 +239,9 @@ def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denois
     channel_axis : int, optional
         Axis of the colour channels of a numpy image (scikit-image's convention).
     sigma : float, optional
-        Denoiser strength (default ``noise_level``).
+        Denoiser strength.  Default: with the shipped denoiser, the tuned multiple of
+        ``noise_level`` (:mod:`pnp_stable.defaults`, which also sets the solver step unless
+        ``step``/``step_factor`` is given); with other denoisers, ``noise_level``.
     max_iter, tol, callback, progress, device, **solver_options
         Run settings; ``device`` moves the computation (e.g. ``"cuda"``).
 
@@ -207,11 +268,12 @@ def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denois
     if not bool(torch.isfinite(y).all()):
         raise ValueError("image contains NaN or Inf")
     op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
-    den = resolve_denoiser(denoiser)
+    sigma = _strength_and_step(denoiser, solver, noise_level, sigma, solver_options)
+    den = resolve_denoiser(denoiser, channels=y.shape[1], solver=solver)
     if device is not None:
         y, op = y.to(device), op.to(device)
         if isinstance(den, torch.nn.Module):
             den = den.to(device)
-    rec = reconstruct(y, op, denoiser=den, solver=solver, sigma=noise_level if sigma is None else sigma,
+    rec = reconstruct(y, op, denoiser=den, solver=solver, sigma=sigma,
                       max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
     return Reconstruction(_from_batch(rec.image, how), rec.report)

@@ -10,6 +10,9 @@ from ._version import __version__
 
 __all__ = ["main", "build_parser"]
 
+#: Default noise levels (x/255) of ``pnp-stable export --calibrate-strength``.
+STRENGTH_LEVELS_255 = (1, 2.55, 5, 7.65, 10, 12.75, 15, 20, 25, 30, 40, 50)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands grow with the toolbox).
@@ -32,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--kernel", default="levin:1", help="kernel spec, e.g. gaussian:1.6, levin:3, motion:15,45 (default: %(default)s)")
     demo.add_argument("--noise", type=float, default=0.01, help="noise standard deviation in [0, 1] units (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+    demo.add_argument("--solver", default="pnp-admm", help="PnP solver (default: %(default)s)")
+    demo.add_argument("--size", type=int, default=256, help="downscale so the longer side is at most this; 0: full size (default: %(default)s)")
+    demo.add_argument("--max-iter", type=int, default=200)
+    demo.add_argument("--no-progress", action="store_true")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     tr = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt)")
     tr.add_argument("train_dir", help="folder of training images (never a test set)")
@@ -62,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", help="run folder of pnp-stable train")
     ex.add_argument("-o", "--output", required=True, help="weights file to write")
     ex.add_argument("--note", default="", help="free text stored in the metadata")
+    ex.add_argument("--calibrate-strength", action="store_true",
+                    help="fit the relaxation theta(sigma) on the run's held-out training images (averaged models)")
+    ex.add_argument("--strength-levels", default=",".join(f"{v:g}/255" for v in STRENGTH_LEVELS_255),
+                    help="noise levels of the calibration, comma separated (default: %(default)s)")
     ex.add_argument("--overwrite", action="store_true")
 
     db = sub.add_parser("deblur", help="deblur an image file with a PnP solver")
@@ -69,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("-o", "--output", required=True, help="restored image file (8-bit, values clipped to [0, 1])")
     db.add_argument("--kernel", required=True, help="kernel spec: gaussian:1.6, levin:3, motion:15,45, file:k.png ...")
     db.add_argument("--noise", type=_level, required=True, help="noise standard deviation in [0, 1] units (e.g. 0.01 or 2.55/255)")
-    db.add_argument("--denoiser", default="default", help="weights file written by pnp-stable export (default: the shipped model)")
+    db.add_argument("--denoiser", default="default", help="weights file written by pnp-stable export, or a shipped model name "
+                    "(see pnp-stable models; default: the shipped certified model)")
     db.add_argument("--solver", default="pnp-fbs", help="registered solver (see pnp-stable solvers)")
     db.add_argument("--boundary", default="symmetric", help="blur boundary: symmetric, reflect, replicate, zero, circular")
     db.add_argument("--sigma", type=_level, default=None, help="denoiser strength (default: the noise level)")
@@ -82,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("solvers", help="list the registered solvers and what each guarantees")
+    mo = sub.add_parser("models", help="list the shipped certified denoisers with their certificates")
+    mo.add_argument("--json", dest="json_out", action="store_true", help="print JSON instead of a table")
 
     ce = sub.add_parser("certify", help="print the certificate of a weights file")
     ce.add_argument("model", help="weights file written by pnp-stable (export_weights)")
@@ -94,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_export(args: argparse.Namespace) -> int:
     from denoisers.training import export_run
 
-    path = export_run(args.run, args.output, overwrite=args.overwrite, note=args.note)
+    try:
+        levels = [_level(v) for v in args.strength_levels.split(",")] if args.calibrate_strength else None
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"--strength-levels: {exc}") from None
+    path = export_run(args.run, args.output, overwrite=args.overwrite, note=args.note, strength_sigmas=levels, progress=True)
     print(f"weights written to {path}")
     return 0
 
@@ -165,6 +183,28 @@ def _run_solvers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_models(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from denoisers.pretrained import available_pretrained
+
+    models = available_pretrained()
+    if args.json_out:
+        print(json.dumps({name: dataclasses.asdict(info) for name, info in models.items()}, indent=1))
+        return 0
+    for name, info in models.items():
+        sig = info.sigma_train
+        level = f"{sig[0] * 255:g}-{sig[1] * 255:g}/255" if isinstance(sig, tuple) else f"{sig * 255:g}/255"
+        val = f"{info.validation_psnr:.2f} dB" if info.validation_psnr is not None else "-"
+        print(f"{name}: {'gray' if info.channels == 1 else 'colour'}, trained at noise {level}")
+        print(f"    certified: alpha = {info.alpha:.6f} (averaged), Lipschitz <= {info.lipschitz_bound:.6f}  "
+              f"[float64 upper bounds, re-derived from the weights when loaded]")
+        print(f"    training: {info.steps} steps, {info.training_minutes:.0f} min; validation PSNR {val} (held-out training images)")
+        print(f"    {info.description}")
+    return 0
+
+
 def _run_certify(args: argparse.Namespace) -> int:
     import json
 
@@ -216,9 +256,13 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    r = run_demo(args.output, image=args.image, kernel=args.kernel, noise=args.noise, seed=args.seed, overwrite=args.overwrite)
-    print(f"blurred  PSNR {r.psnr_blurred:6.2f} dB")
-    print(f"restored PSNR {r.psnr_restored:6.2f} dB  (Tikhonov, weight {r.weight:.3g} by the discrepancy principle)")
+    r = run_demo(args.output, image=args.image, kernel=args.kernel, noise=args.noise, seed=args.seed, solver=args.solver,
+                 size=args.size or None, max_iter=args.max_iter, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"blurred   PSNR {r.psnr_blurred:6.2f} dB")
+    print(f"Tikhonov  PSNR {r.psnr_tikhonov:6.2f} dB  (classical reference, discrepancy principle)")
+    state = "converged" if r.converged else "not converged"
+    print(f"{r.solver:<9} PSNR {r.psnr_restored:6.2f} dB  (shipped certified denoiser; {r.iterations} iterations, {state}, "
+          f"{'guaranteed' if r.guaranteed else 'NOT guaranteed'}, {r.seconds:.1f} s)")
     print(f"figure written to {r.figure}")
     return 0
 
@@ -240,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return {"demo": _run_demo, "train": _run_train, "certify": _run_certify, "export": _run_export,
-                "solvers": _run_solvers, "deblur": _run_deblur}[args.command](args)
+                "solvers": _run_solvers, "deblur": _run_deblur, "models": _run_models}[args.command](args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"pnp-stable {args.command}: error: {exc}", file=sys.stderr)
         return 2

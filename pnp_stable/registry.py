@@ -21,7 +21,7 @@ from typing import Callable
 
 from .solvers import pnp_admm, pnp_fbs
 
-__all__ = ["SolverInfo", "register_solver", "get_solver", "available_solvers", "ENTRY_POINT_GROUP"]
+__all__ = ["SolverInfo", "register_solver", "get_solver", "solver_info", "available_solvers", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "pnp_stable.solvers"
 
@@ -35,6 +35,8 @@ class SolverInfo:
     fn: Callable
     guarantee: str
     source: str = "built-in"
+    #: Largest certified denoiser averagedness its guarantee accepts (None: any alpha < 1).
+    denoiser_alpha: float | None = None
 
 
 _REGISTRY: dict[str, SolverInfo] = {
@@ -43,13 +45,17 @@ _REGISTRY: dict[str, SolverInfo] = {
                           "non-increasing"),
     "pnp-admm": SolverInfo("pnp-admm", pnp_admm, "converges (Douglas-Rachford) for every tau > 0 when the denoiser is "
                            "certified firmly non-expansive (alpha <= 1/2), also relaxed (relaxation in (0, 2)); residual of z "
-                           "non-increasing"),
+                           "non-increasing", denoiser_alpha=0.5),
 }
 _plugins_loaded = False
 
 
-def register_solver(name: str, *, guarantee: str = "unstated", replace: bool = False):
+def register_solver(name: str, *, guarantee: str = "unstated", denoiser_alpha: float | None = None, replace: bool = False):
     """Decorator registering a solver function under ``name``.
+
+    ``denoiser_alpha`` is the largest certified averagedness of the denoiser under which the
+    guarantee holds (e.g. 0.5 for Douglas-Rachford); the shipped default denoiser is relaxed
+    to it when the solver is used with ``denoiser="default"``.
 
     Examples
     --------
@@ -67,7 +73,9 @@ def register_solver(name: str, *, guarantee: str = "unstated", replace: bool = F
             raise TypeError(f"register_solver decorates a callable; got {type(fn).__name__}")
         if name in _REGISTRY and not replace:
             raise ValueError(f"a solver named {name!r} is already registered ({_REGISTRY[name].source}); pass replace=True")
-        _REGISTRY[name] = SolverInfo(name, fn, guarantee, source=getattr(fn, "__module__", "user"))
+        if denoiser_alpha is not None and not 0 < denoiser_alpha < 1:
+            raise ValueError(f"denoiser_alpha must lie in (0, 1); got {denoiser_alpha!r}")
+        _REGISTRY[name] = SolverInfo(name, fn, guarantee, source=getattr(fn, "__module__", "user"), denoiser_alpha=denoiser_alpha)
         return fn
 
     return decorate
@@ -90,7 +98,8 @@ def _load_plugins() -> None:
 
             warnings.warn(f"solver plugin {ep.name!r} ({ep.value}) failed to load: {exc}", RuntimeWarning, stacklevel=3)
             continue
-        _REGISTRY[ep.name] = SolverInfo(ep.name, fn, getattr(fn, "guarantee", "unstated"), source=f"plugin {ep.value}")
+        _REGISTRY[ep.name] = SolverInfo(ep.name, fn, getattr(fn, "guarantee", "unstated"), source=f"plugin {ep.value}",
+                                        denoiser_alpha=getattr(fn, "denoiser_alpha", None))
 
 
 def _reset_plugins() -> None:
@@ -99,6 +108,18 @@ def _reset_plugins() -> None:
     _plugins_loaded = False
     for name in [n for n, info in _REGISTRY.items() if info.source.startswith("plugin ")]:
         del _REGISTRY[name]
+
+
+def solver_info(name: str) -> SolverInfo:
+    """The registry entry of ``name`` (function, guarantee, source, ``denoiser_alpha``).
+
+    Examples
+    --------
+    >>> solver_info("pnp-admm").denoiser_alpha
+    0.5
+    """
+    get_solver(name)  # loads plugins and raises the helpful error for unknown names
+    return _REGISTRY[name]
 
 
 def get_solver(name: str) -> Callable:

@@ -157,7 +157,8 @@ def _check_inputs(y: torch.Tensor, sigma: float, tol: float, max_iter: int) -> N
         raise ValueError(f"sigma (denoiser strength) must be finite and >= 0; got {sigma!r}")
 
 
-def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: float | None = None, x0: torch.Tensor | None = None,
+def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: float | None = None,
+            step_factor: float | None = None, x0: torch.Tensor | None = None,
             relaxation: float = 1.0, max_iter: int = 200, tol: float = 1e-4, strict: bool = True, callback=None, progress: bool = False
             ) -> tuple[torch.Tensor, ConvergenceReport]:
     r"""PnP forward-backward splitting with checked convergence.
@@ -174,6 +175,9 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
         Noise level passed to the denoiser.
     step : float, optional
         :math:`\tau`; default :math:`1/\|A\|^2` (certified norm).  Must be below :math:`2/\|A\|^2`.
+    step_factor : float, optional
+        The step relative to the certified norm, :math:`\tau = \text{step\_factor}/\|A\|^2`
+        (in (0, 2)); not together with ``step``.
     x0 : torch.Tensor, optional
         Start (default ``A^T y``).
     relaxation : float
@@ -203,7 +207,12 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
     in_shape = (1,) + tuple(operator.A_adjoint(y[:1]).shape[1:])
     norm = operator_norm(operator, in_shape)
     limit = 2.0 / norm.value**2 if norm.value > 0 else math.inf
-    tau = (1.0 / norm.value**2 if norm.value > 0 else 1.0) if step is None else float(step)
+    if step is not None and step_factor is not None:
+        raise ValueError("give step or step_factor, not both")
+    if step_factor is not None and not (math.isfinite(step_factor) and step_factor > 0):
+        raise ValueError(f"step_factor must be a finite number > 0; got {step_factor!r}")
+    factor = 1.0 if step_factor is None else float(step_factor)
+    tau = (factor / norm.value**2 if norm.value > 0 else factor) if step is None else float(step)
     alpha = certified_alpha(denoiser)
     conditions = [
         Condition("operator norm certified", norm.certified, f"||A|| = {norm.value:.6g} ({norm.kind}: {norm.method})"),

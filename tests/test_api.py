@@ -48,7 +48,7 @@ def test_deblur_torch_in_torch_out(photo):
     [
         (dict(noise_level=-0.1), ValueError, "noise_level must be"),
         (dict(noise_level=float("nan")), ValueError, "noise_level must be"),
-        (dict(denoiser="default"), ValueError, "no certified denoiser ships"),
+        (dict(denoiser="no-such-model"), FileNotFoundError, "neither a weights file nor a shipped model"),
         (dict(denoiser=42), TypeError, "denoiser must be"),
         (dict(solver="pnp-fsb"), ValueError, "unknown solver"),
         (dict(boundary="wrap"), ValueError, "unknown boundary"),
@@ -112,3 +112,86 @@ def test_dtype_adapter_keeps_or_lacks_the_certificate(photo):
     assert certified_alpha(plain) is None
     x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
     assert plain(x, 0.1).dtype == torch.float64
+
+
+# -- the shipped denoiser as the default ---------------------------------------------------------
+
+
+def _blurred(truth: np.ndarray, kernel: str, noise: float, seed: int = 0) -> np.ndarray:
+    from operators.noise import Gaussian
+
+    op = Blur(kernel, boundary="circular", noise_model=Gaussian(noise, rng=torch.Generator().manual_seed(seed)))
+    t = torch.from_numpy(truth)
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    y = op(t, seed=seed)[0]
+    return y[0].numpy() if truth.ndim == 2 else y.permute(1, 2, 0).numpy()
+
+
+@pytest.fixture(scope="module")
+def small_camera() -> np.ndarray:
+    from pnp_stable.demo import fit_size
+    from pnp_stable.io import load_image
+
+    return fit_size(load_image("camera"), 64)
+
+
+@pytest.mark.parametrize("solver", ["pnp-fbs", "pnp-admm"])
+def test_deblur_default_denoiser_restores_with_guarantee(small_camera, solver):
+    from pnp_stable.demo import psnr
+
+    y = _blurred(small_camera, "gaussian:1.2", 0.02)
+    r = deblur(y, "gaussian:1.2", 0.02, solver=solver, boundary="circular", progress=False)
+    rep = r.report
+    assert rep.guaranteed and all(rep.converged) and all(rep.monotone)
+    assert psnr(np.clip(r.image, 0, 1), small_camera) > psnr(np.clip(y, 0, 1), small_camera) + 1.0
+    alpha = next(c for c in rep.conditions if "denoiser" in c.name)
+    assert alpha.holds
+
+
+def test_deblur_default_uses_tuned_strength_and_step(small_camera, monkeypatch):
+    from pnp_stable import defaults as defaults_mod
+
+    seen = {}
+
+    def spy(y, operator, denoiser, **kw):
+        seen.update(kw, alpha=denoiser.certified_alpha())
+        return y, None
+
+    from pnp_stable.registry import register_solver
+
+    register_solver("test-spy", guarantee="none", denoiser_alpha=0.3, replace=True)(spy)
+    monkeypatch.setitem(defaults_mod.DEFAULTS, "test-spy", defaults_mod.SolverDefaults(strength=2.5, step=7.0))
+    y = _blurred(small_camera, "box:3", 0.04)
+    deblur(y, "box:3", 0.04, solver="test-spy", progress=False)
+    assert seen["sigma"] == pytest.approx(0.1) and seen["step"] == 7.0 and seen["alpha"] <= 0.3 + 1e-12
+    seen.clear()
+    deblur(y, "box:3", 0.04, solver="test-spy", sigma=0.05, step=1.5, progress=False)  # explicit values win
+    assert seen["sigma"] == 0.05 and seen["step"] == 1.5
+
+
+def test_deblur_default_colour_runs_channelwise(small_camera):
+    from denoisers.channelwise import ChannelwiseDenoiser
+    from pnp_stable.api import resolve_denoiser
+
+    rgb = np.stack([small_camera, small_camera[::-1], small_camera[:, ::-1]], -1)
+    y = _blurred(rgb, "gaussian:1.0", 0.02)
+    r = deblur(y, "gaussian:1.0", 0.02, channel_axis=-1, boundary="circular", progress=False)
+    assert r.image.shape == rgb.shape and r.report.guaranteed
+    assert isinstance(resolve_denoiser("default", channels=3), ChannelwiseDenoiser)
+
+
+def test_resolve_denoiser_shipped_name_and_relaxation():
+    from pnp_stable.api import resolve_denoiser
+
+    assert resolve_denoiser("gray-averaged-s25", solver="pnp-admm").certified_alpha() <= 0.5
+    assert resolve_denoiser("default", solver="pnp-fbs").certified_alpha() < 1
+
+
+def test_reconstruct_default_needs_a_strength():
+    y = torch.rand(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="needs a strength"):
+        reconstruct(y, Blur("box:3"), progress=False)
+    from operators.noise import Gaussian
+
+    r = reconstruct(y, Blur("box:3", noise_model=Gaussian(0.05)), progress=False, max_iter=5)
+    assert r.report.guaranteed

@@ -16,10 +16,11 @@ from pnp_stable.io import load_image, write_atomic
 
 def test_demo_writes_figure_and_improves_psnr(tmp_path, capsys):
     out = tmp_path / "fig.png"
-    assert main(["demo", "-o", str(out), "--kernel", "gaussian:1.6"]) == 0
+    assert main(["demo", "-o", str(out), "--kernel", "gaussian:1.6", "--size", "96", "--no-progress"]) == 0
     text = capsys.readouterr().out
-    blurred, restored = (float(line.split("PSNR")[1].split("dB")[0]) for line in text.splitlines()[:2])
-    assert restored > blurred + 1.0
+    blurred, tikhonov, restored = (float(line.split("PSNR")[1].split("dB")[0]) for line in text.splitlines()[:3])
+    assert restored > blurred + 1.0 and tikhonov > blurred
+    assert "shipped certified denoiser" in text and ", guaranteed" in text
     from skimage import io
 
     img = io.imread(out)
@@ -33,7 +34,7 @@ def test_demo_refuses_to_overwrite(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
     assert out.read_bytes() == b"precious"
-    assert main(["demo", "-o", str(out), "--overwrite", "--kernel", "box:3"]) == 0
+    assert main(["demo", "-o", str(out), "--overwrite", "--kernel", "box:3", "--size", "48", "--no-progress"]) == 0
     assert out.read_bytes() != b"precious"
 
 
@@ -192,8 +193,8 @@ def test_deblur_command_writes_image_report_and_plot(tmp_path, weights_file, cap
     [
         (["--kernel", "blob:1"], "unknown kernel family"),
         (["--solver", "nope"], "unknown solver"),
-        (["--denoiser", "missing.pt"], "weights file not found"),
-        (["--denoiser", "default"], "no certified denoiser ships"),
+        (["--denoiser", "missing.pt"], "neither a weights file nor a shipped model"),
+        (["--denoiser", "unet"], "shipped: gray-averaged-s25"),
     ],
 )
 def test_deblur_command_bad_input(tmp_path, weights_file, capsys, extra, match):
@@ -227,3 +228,32 @@ def test_write_atomic_gives_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
+
+
+def test_models_lists_shipped_certificates(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "gray-averaged-s25" in out and "alpha = 0.99" in out and "Lipschitz <= 1.000000" in out
+    assert main(["models", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)["gray-averaged-s25"]
+    assert info["channels"] == 1 and info["alpha"] < 1 and info["steps"] > 0
+
+
+def test_deblur_cli_with_shipped_model_name(tmp_path, capsys):
+    from skimage import data, io, transform, util
+
+    img = util.img_as_ubyte(transform.resize(data.camera(), (48, 48), anti_aliasing=True))
+    src = tmp_path / "in.png"
+    io.imsave(src, img, check_contrast=False)
+    out = tmp_path / "out.png"
+    assert main(["deblur", str(src), "-o", str(out), "--kernel", "gaussian:1.0", "--noise", "0.02",
+                 "--denoiser", "gray-averaged-s25", "--solver", "pnp-admm", "--step", "5", "--no-progress"]) == 0
+    assert "guaranteed" in capsys.readouterr().out.lower() and io.imread(out).shape == (48, 48)
+    assert main(["deblur", str(src), "-o", str(tmp_path / "o2.png"), "--kernel", "gaussian:1.0", "--noise", "0.02",
+                 "--denoiser", "unet-v9"]) == 2
+    assert "neither a weights file nor a shipped model" in capsys.readouterr().err
+
+
+def test_export_calibrates_strength_levels_refused_cleanly(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "-o", str(tmp_path / "m.pt"), "--calibrate-strength", "--strength-levels", "5/255,abc"]) == 2
+    assert "strength-levels" in capsys.readouterr().err

@@ -27,3 +27,37 @@ def test_certificate_depth_demo(tmp_path, capsys):
     assert out.stat().st_size > 1000
     assert demo.main(["-o", str(out), "--max-depth", "2", "--width", "2"]) == 2  # no overwrite unasked
     assert "exists" in capsys.readouterr().err
+
+
+def test_deblur_demo(tmp_path, capsys):
+    demo = _load("deblur")
+    assert demo.main(["camera", "--size", "64", "--kernel", "gaussian:1.2", "--noise", "0.02", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "guaranteed" in out and (tmp_path / "deblur_camera.png").stat().st_size > 1000
+    blurred, tik, ours = (float(out.split(tag)[1].split("dB")[0].split()[-1]) for tag in ("blurred", "Tikhonov", "pnp-admm"))
+    assert ours > blurred + 1.0
+    assert demo.main(["camera", "--size", "64", "-o", str(tmp_path)]) == 2  # no overwrite unasked
+    assert demo.main(["no_such_image.png", "-o", str(tmp_path)]) == 2
+
+
+def test_custom_operator_demo(tmp_path, capsys):
+    demo = _load("custom_operator")
+    res = demo.run("camera", noise=0.01, size=64, max_iter=100)
+    rep = res["report"]
+    assert rep.guaranteed and rep.converged[0]
+    assert any("declared by the user" in c.detail for c in rep.conditions)
+    assert res["psnr_restored"] > res["psnr_bicubic"]
+    out = tmp_path / "c.png"
+    assert demo.main(["camera", "--size", "48", "-o", str(out)]) == 0
+    assert out.stat().st_size > 1000
+
+
+def test_denoise_demo(tmp_path, capsys):
+    demo = _load("denoise")
+    res = demo.run("camera", levels=(25,), size=64)
+    row = res["rows"][0]
+    assert row["psnr_averaged"] > row["psnr_noisy"] + 3 and row["theta"] > 0.9
+    out = tmp_path / "d.png"
+    assert demo.main(["camera", "--levels", "15", "--size", "48", "-o", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    assert demo.main(["camera", "--levels", "-5", "--size", "48", "-o", str(tmp_path / "e.png")]) == 2

@@ -172,3 +172,19 @@ def test_nonexpansive_round_trip(tmp_path):
 def test_baselines_train_through_the_same_pipeline(image_dir, tmp_path, name, kwargs):
     r = train(_cfg(image_dir, tmp_path / name, model=name, model_kwargs=kwargs, steps=12, val_every=12), progress=False)
     assert r.finished and np.isfinite(r.last_loss) and r.last_val_psnr is not None
+
+
+def test_export_with_strength_calibration_uses_held_out_training_images(image_dir, tmp_path):
+    from denoisers.training import export_run
+
+    train(_cfg(image_dir, tmp_path / "run", steps=4, val_every=4), progress=False)
+    path = export_run(tmp_path / "run", tmp_path / "m.pt", strength_sigmas=[0.1, 0.05])
+    model, rec = load_weights(path, return_record=True)
+    sig, th = model.strength
+    assert sig == (0.0, 0.05, 0.1) and th[0] == 0.0 and list(th) == sorted(th)
+    cal = rec["metadata"]["strength_calibration"]
+    assert [p.rsplit("/", 1)[-1] for p in cal["images"]] == ["img_13.png", "img_14.png", "img_15.png"]  # the val split
+    baseline_run = tmp_path / "dn"
+    train(_cfg(image_dir, baseline_run, steps=2, model="dncnn", model_kwargs=dict(width=4, depth=3)), progress=False)
+    with pytest.raises(ValueError, match="needs an averaged model"):
+        export_run(baseline_run, tmp_path / "d.pt", strength_sigmas=[0.1])

@@ -1,0 +1,135 @@
+"""Tune the defaults of ``deblur()`` with the shipped denoiser on held-out *training* images.
+
+The knobs that keep every guarantee are the denoiser strength (``sigma = strength x noise``,
+through the calibrated relaxation ``theta(sigma)``) and the solver step (PnP-FBS:
+``step_factor = tau ||A||^2 < 2``; PnP-ADMM: ``tau > 0``).  For each solver, every point of a
+small grid is scored by the mean PSNR over noise levels 2.55, 7.65, 12.75 /255, a few Levin
+kernels and centre crops of the 12 BSD400 images held out from training (never a test set);
+the best point per solver is what :mod:`pnp_stable.defaults` ships.
+
+Writes the "tuning" section of benchmarks/RESULTS.md (every grid point and its score).
+
+Usage::
+
+    python benchmarks/tune_deblur.py --data ../shared/data/train/bsd400 [--images 3] [--crop 96]
+        [--kernels 1,6] [--max-iter 60] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from denoisers.data import ImageFolder  # noqa: E402
+from operators import Blur  # noqa: E402
+from operators.noise import Gaussian  # noqa: E402
+from pnp_stable import deblur  # noqa: E402
+
+NOISES_255 = (2.55, 7.65, 12.75)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
+def grids(args) -> dict[str, list[dict]]:
+    """The grid points of each solver: strength x step."""
+    return {
+        "pnp-fbs": [dict(strength=c, step_factor=f) for c, f in itertools.product(_floats(args.fbs_strengths), _floats(args.fbs_factors))],
+        "pnp-admm": [dict(strength=c, step=t) for c, t in itertools.product(_floats(args.admm_strengths), _floats(args.admm_steps))]
+        + [dict(strength=c, step_scale=k) for c, k in itertools.product(_floats(args.admm_strengths), _floats(args.admm_step_scales or "nan"))
+           if args.admm_step_scales],
+    }
+
+
+def held_out_crops(folder: str, n: int, crop: int, val_split: int = 12) -> torch.Tensor:
+    """Centre crops of the last ``n`` of the ``val_split`` images held out from training."""
+    imgs = ImageFolder(folder, 1).images[-val_split:][-n:]
+    out = []
+    for im in imgs:
+        r0, c0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
+        out.append(im[r0 : r0 + crop, c0 : c0 + crop, 0].astype(np.float64) / 255)
+    return torch.from_numpy(np.stack(out))[:, None]
+
+
+def psnr(x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    mse = ((x.clamp(0, 1) - truth) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="training folder (BSD400); its last 12 images are the held-out ones")
+    ap.add_argument("--images", type=int, default=3)
+    ap.add_argument("--crop", type=int, default=96)
+    ap.add_argument("--kernels", default="1,6")
+    ap.add_argument("--max-iter", type=int, default=60)
+    ap.add_argument("--solvers", default="pnp-admm,pnp-fbs")
+    ap.add_argument("--fbs-strengths", default="1,2")
+    ap.add_argument("--fbs-factors", default="1.9")
+    ap.add_argument("--admm-strengths", default="2,3,4")
+    ap.add_argument("--admm-steps", default="2,5")
+    ap.add_argument("--admm-step-scales", default="", help="also try tau = scale / noise (comma separated scales)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    grid = grids(args)
+    truth = held_out_crops(args.data, args.images, args.crop)
+    kernels = [int(k) for k in args.kernels.split(",")]
+    problems = []
+    for k, s in itertools.product(kernels, NOISES_255):
+        op = Blur(f"levin:{k}", boundary="circular", noise_model=Gaussian(s / 255, rng=torch.Generator().manual_seed(k)))
+        problems.append((k, s, op(truth, seed=1000 * k + int(s * 100))))
+    rows, t0 = [], time.time()
+    for solver in args.solvers.split(","):
+        for point in grid[solver]:
+            scores, its = [], []
+            for k, s, y in problems:
+                opts = {key: v for key, v in point.items() if key not in ("strength", "step_scale")}
+                if "step_scale" in point:
+                    opts["step"] = point["step_scale"] / (s / 255)
+                r = deblur(y, f"levin:{k}", s / 255, solver=solver, boundary="circular", sigma=point["strength"] * s / 255,
+                           max_iter=args.max_iter, progress=False, **opts)
+                scores.append(float(psnr(r.image, truth).mean()))
+                its.append(float(np.mean(r.report.iterations)))
+            per_noise = {s: float(np.mean([sc for (k, s2, _), sc in zip(problems, scores) if s2 == s])) for s in NOISES_255}
+            rows.append(dict(solver=solver, **point, mean_psnr=float(np.mean(scores)), per_noise=per_noise, mean_iterations=float(np.mean(its))))
+            print(rows[-1], flush=True)
+    best = {s: max((r for r in rows if r["solver"] == s), key=lambda r: r["mean_psnr"]) for s in {r["solver"] for r in rows}}
+    lines = [
+        f"Tuning of the `deblur()` defaults on held-out training images (`python benchmarks/tune_deblur.py --data DATA "
+        f"--images {args.images} --crop {args.crop} --kernels {args.kernels} --max-iter {args.max_iter} --fbs-strengths {args.fbs_strengths} "
+        f"--fbs-factors {args.fbs_factors} --admm-strengths {args.admm_strengths} --admm-steps {args.admm_steps}`): centre {args.crop}x{args.crop} "
+        f"crops of the last {args.images} of the 12 BSD400 images held out from training, Levin kernels {args.kernels}, noise "
+        f"{', '.join(f'{s:g}' for s in NOISES_255)} /255, circular boundary, at most {args.max_iter} iterations. "
+        f"Mean PSNR (dB) over all problems. Machine: {machine()}; {time.time() - t0:.0f} s.",
+        "",
+        "| solver | strength (sigma / noise) | step | PSNR 2.55 | PSNR 7.65 | PSNR 12.75 | mean PSNR | mean iterations |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        step = (f"tau ‖A‖² = {r['step_factor']:g}" if "step_factor" in r else
+                f"tau = {r['step_scale']:g} / noise" if "step_scale" in r else f"tau = {r['step']:g}")
+        mark = " **(default)**" if r is best[r["solver"]] else ""
+        pn = r["per_noise"]
+        lines.append(f"| {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
+                     f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
+    write_section("tuning", "## Tuning of the deblur() defaults (training images)\n\n" + "\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "best": best}, indent=1))
+    print("best:", json.dumps(best, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Certified denoisers that ship with pnp-stable.
+
+Each shipped model is a weights file in ``denoisers/shipped/`` (written by
+``pnp-stable export``) that carries its architecture, its certificate and the record of its
+training (command, data, steps, wall time, validation).  Loading re-derives the certificate
+from the weights and refuses the file if it no longer matches (:func:`load_weights`), so a
+shipped model is exactly the certified one.  The verified model is cached per process; every
+call returns a fresh copy that the caller may change freely.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .weights import load_weights
+
+__all__ = ["PretrainedInfo", "available_pretrained", "load_pretrained", "default_pretrained", "pretrained_names", "pretrained_path"]
+
+SHIPPED_DIR = Path(__file__).with_name("shipped")
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """What a shipped model is: channels, training noise, certificate and training record.
+
+    Attributes
+    ----------
+    name, file : str
+    channels : int
+        1 (gray) or 3 (colour).
+    sigma_train : float or (float, float)
+        Training noise level (or range) on the [0, 1] scale.
+    alpha : float
+        Certified averagedness of the network (float64 upper bound, from the file's record).
+    lipschitz_bound : float
+        Certified Lipschitz constant (<= 1).
+    steps : int
+        Training steps done.
+    training_minutes : float
+        Training wall time.
+    validation_psnr : float or None
+        PSNR (dB) on held-out training images at the training noise level.
+    strength_calibrated : bool
+        Whether the model carries a ``theta(sigma)`` table for lower noise levels.
+    description : str
+    """
+
+    name: str
+    file: str
+    channels: int
+    sigma_train: float | tuple[float, float]
+    alpha: float
+    lipschitz_bound: float
+    steps: int
+    training_minutes: float
+    validation_psnr: float | None
+    strength_calibrated: bool
+    description: str
+
+
+#: Shipped models: name -> (file in ``shipped/``, one-line description).
+_SHIPPED: dict[str, tuple[str, str]] = {
+    "gray-averaged-s25": (
+        "gray-averaged-s25.pt",
+        "gray, trained at noise 25/255 on BSD400 (minus 12 held-out images); theta(sigma) calibrated for lower levels",
+    ),
+}
+
+#: The model used by ``denoiser="default"`` for each number of channels.  Colour images use the
+#: gray model channel by channel until a colour model ships (see :func:`default_pretrained`).
+_DEFAULT = {1: "gray-averaged-s25"}
+
+
+def pretrained_names() -> tuple[str, ...]:
+    """Names of the shipped models, sorted (without reading any file).
+
+    Examples
+    --------
+    >>> "gray-averaged-s25" in pretrained_names()
+    True
+    """
+    return tuple(sorted(_SHIPPED))
+
+
+def pretrained_path(name: str) -> Path:
+    """Path of the weights file of the shipped model ``name``.
+
+    Examples
+    --------
+    >>> pretrained_path("gray-averaged-s25").name
+    'gray-averaged-s25.pt'
+    >>> pretrained_path("unet")
+    Traceback (most recent call last):
+    ...
+    ValueError: no shipped model named 'unet'; available: gray-averaged-s25
+    """
+    if name not in _SHIPPED:
+        raise ValueError(f"no shipped model named {name!r}; available: {', '.join(sorted(_SHIPPED))}")
+    return SHIPPED_DIR / _SHIPPED[name][0]
+
+
+def _info(name: str) -> PretrainedInfo:
+    path = pretrained_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"the weights of {name!r} are missing from the installation ({path}); reinstall pnp-stable")
+    # Reading the record runs no code (weights_only) and does not certify: that is load_pretrained's job.
+    rec = torch.load(path, map_location="cpu", weights_only=True)
+    meta, cert, cfg = rec.get("metadata", {}), rec.get("certificate", {}), rec.get("config", {})
+    sigma = meta.get("sigma")
+    sigma_max = meta.get("sigma_max")
+    val = meta.get("last_validation") or {}
+    return PretrainedInfo(
+        name=name, file=path.name, channels=int(cfg.get("channels", 1)),
+        sigma_train=(sigma, sigma_max) if sigma_max is not None else sigma,
+        alpha=float(cert.get("alpha", float("nan"))), lipschitz_bound=float(cert.get("lipschitz_bound", float("nan"))),
+        steps=int(meta.get("steps_done", 0)), training_minutes=float(meta.get("training_wall_time_s", 0.0)) / 60,
+        validation_psnr=val.get("val_psnr"), strength_calibrated="strength" in cfg, description=_SHIPPED[name][1],
+    )
+
+
+def available_pretrained() -> dict[str, PretrainedInfo]:
+    """The shipped models, by name, with their certificates and training records.
+
+    Examples
+    --------
+    >>> info = available_pretrained()["gray-averaged-s25"]
+    >>> info.channels, info.alpha < 1, info.lipschitz_bound <= 1
+    (1, True, True)
+    """
+    return {name: _info(name) for name in sorted(_SHIPPED)}
+
+
+@functools.lru_cache(maxsize=None)
+def _verified(name: str):
+    # Certification takes seconds; do it once per process and hand out copies.
+    return load_weights(pretrained_path(name))
+
+
+def load_pretrained(name: str, *, target_alpha: float | None = None, dtype: torch.dtype = torch.float32, device=None):
+    """Load a shipped certified denoiser, verified against its stored certificate.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`available_pretrained`.
+    target_alpha : float, optional
+        Relax the model to this certified averagedness (e.g. 0.5, firmly non-expansive, for
+        PnP-ADMM).
+    dtype : torch.dtype
+        Parameter dtype (float32 or float64; the certificate does not depend on it).
+    device : optional
+        Where to put the model.
+
+    Returns
+    -------
+    AveragedDenoiser
+        In eval mode; a private copy.
+
+    Raises
+    ------
+    ValueError
+        Unknown name.
+    denoisers.weights.WeightsError
+        The file is corrupt or no longer certifies.
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = load_pretrained("gray-averaged-s25", target_alpha=0.5)
+    >>> d.certified_alpha() <= 0.5
+    True
+    >>> d(torch.rand(1, 1, 32, 32), 25 / 255).shape
+    torch.Size([1, 1, 32, 32])
+    """
+    model = copy.deepcopy(_verified(name))
+    if target_alpha is not None:
+        if not 0 < target_alpha < 1:
+            raise ValueError(f"target_alpha must lie in (0, 1); got {target_alpha!r}")
+        model.target_alpha = float(target_alpha)
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
+    # .float()/.double() leave the complex power-iteration buffers alone (.to(dtype) would not).
+    model = model.double() if dtype == torch.float64 else model.float()
+    return model.to(device).eval()
+
+
+def default_pretrained(channels: int = 1, *, target_alpha: float | None = None, dtype: torch.dtype = torch.float32, device=None):
+    """The default certified denoiser for images with ``channels`` channels.
+
+    Colour images without a shipped colour model get the gray model on each channel
+    (:class:`denoisers.channelwise.ChannelwiseDenoiser`, same certificate).
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = default_pretrained(3)
+    >>> d(torch.rand(1, 3, 16, 16), 0.05).shape
+    torch.Size([1, 3, 16, 16])
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3; got {channels}")
+    if channels in _DEFAULT:
+        return load_pretrained(_DEFAULT[channels], target_alpha=target_alpha, dtype=dtype, device=device)
+    from .channelwise import ChannelwiseDenoiser
+
+    return ChannelwiseDenoiser(load_pretrained(_DEFAULT[1], target_alpha=target_alpha, dtype=dtype, device=device))

@@ -1,0 +1,77 @@
+"""Tuned defaults of ``deblur()`` with the shipped denoiser: denoiser strength and solver step.
+
+With a fixed certified denoiser the regularisation is set by two knobs that keep every
+guarantee: the denoiser strength ``sigma`` (through the calibrated relaxation
+``theta(sigma)`` of :class:`denoisers.AveragedDenoiser`) and the solver step ``tau``
+(PnP-FBS: ``tau = step_factor / ||A||^2`` with ``step_factor < 2``; PnP-ADMM: any
+``tau > 0``).  The values below were tuned by ``benchmarks/tune_deblur.py`` on held-out
+*training* images (BSD400), never on a test set; ``benchmarks/RESULTS.md`` ("tuning") has the
+grid, the scores and the command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SolverDefaults", "DEFAULTS", "defaults_for"]
+
+
+@dataclass(frozen=True)
+class SolverDefaults:
+    """Defaults of one solver with the shipped denoiser.
+
+    Attributes
+    ----------
+    strength : float
+        Denoiser strength as a multiple of the noise level: ``sigma = strength * noise_level``.
+    step_factor : float or None
+        PnP-FBS: ``tau * ||A||^2`` (below 2).  None: the solver's own default.
+    step : float or None
+        PnP-ADMM: ``tau``.  None: the solver's own default.
+    step_scale : float or None
+        PnP-ADMM: ``tau = step_scale / noise_level`` (clipped to ``step_range``): the best ``tau``
+        of the tuning grid falls like ``1 / noise`` (10 at 2.55/255, 5 at 7.65, 2 at 12.75).
+    step_range : (float, float)
+        Clip of the noise-scaled step.
+    """
+
+    strength: float = 1.0
+    step_factor: float | None = None
+    step: float | None = None
+    step_scale: float | None = None
+    step_range: tuple[float, float] = (0.5, 50.0)
+
+    def step_for(self, noise_level: float | None) -> float | None:
+        """The ADMM step for ``noise_level`` (``step``, or the noise-scaled rule, or None).
+
+        Examples
+        --------
+        >>> SolverDefaults(step_scale=0.1).step_for(0.01)
+        10.0
+        >>> SolverDefaults(step_scale=0.1).step_for(0.0)
+        50.0
+        """
+        if self.step is not None or self.step_scale is None or noise_level is None:
+            return self.step
+        lo, hi = self.step_range
+        return float(min(hi, max(lo, self.step_scale / noise_level))) if noise_level > 0 else hi
+
+
+#: Tuned on training images (see the module notes); solvers not listed use ``SolverDefaults()``.
+DEFAULTS: dict[str, SolverDefaults] = {
+    "pnp-fbs": SolverDefaults(strength=1.0, step_factor=1.9),
+    "pnp-admm": SolverDefaults(strength=2.0, step_scale=0.1),
+}
+
+
+def defaults_for(solver: str) -> SolverDefaults:
+    """The tuned defaults of ``solver`` (neutral ones for solvers that were not tuned).
+
+    Examples
+    --------
+    >>> defaults_for("pnp-fbs").step_factor < 2
+    True
+    >>> defaults_for("my-solver").step_for(0.01) is None
+    True
+    """
+    return DEFAULTS.get(solver, SolverDefaults())

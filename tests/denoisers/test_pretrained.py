@@ -1,0 +1,128 @@
+"""The shipped certified denoisers: records, verified loading, copies, failure modes, quality."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from denoisers import ChannelwiseDenoiser, GradientFlowNet, AveragedDenoiser, available_pretrained, default_pretrained, load_pretrained
+from denoisers import pretrained as pretrained_mod
+from denoisers.weights import WeightsError
+
+NAME = "gray-averaged-s25"
+
+
+def test_every_shipped_model_has_a_certificate_and_a_training_record():
+    infos = available_pretrained()
+    assert NAME in infos
+    for name, info in infos.items():
+        assert info.alpha < 1 and info.lipschitz_bound <= 1 + 1e-12, name
+        assert info.steps > 0 and info.training_minutes > 0 and info.strength_calibrated
+        rec = torch.load(pretrained_mod.pretrained_path(name), weights_only=True)
+        cfg = rec["metadata"]["training_config"]
+        assert "test" not in str(cfg["train_dir"]).split("/")  # never trained on a test folder
+        assert cfg["channels"] == info.channels
+
+
+def test_load_verifies_and_returns_private_copies():
+    a = load_pretrained(NAME)
+    b = load_pretrained(NAME)
+    assert a is not b and not a.training
+    with torch.no_grad():
+        a.net.blocks[0].bias.add_(1.0)
+    assert not torch.equal(a.net.blocks[0].bias, b.net.blocks[0].bias)
+    assert torch.equal(load_pretrained(NAME).net.blocks[0].bias, b.net.blocks[0].bias)
+
+
+def test_target_alpha_and_dtype():
+    d = load_pretrained(NAME, target_alpha=0.5)
+    assert d.certified_alpha() <= 0.5
+    d64 = load_pretrained(NAME, dtype=torch.float64)
+    x = torch.rand(1, 1, 24, 24, dtype=torch.float64)
+    torch.testing.assert_close(d64(x, 0.05).float(), load_pretrained(NAME)(x.float(), 0.05), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="target_alpha"):
+        load_pretrained(NAME, target_alpha=1.5)
+    with pytest.raises(ValueError, match="dtype"):
+        load_pretrained(NAME, dtype=torch.float16)
+
+
+def test_unknown_missing_and_corrupt_files(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="no shipped model named 'unet'; available: gray-averaged-s25"):
+        load_pretrained("unet")
+    monkeypatch.setattr(pretrained_mod, "SHIPPED_DIR", tmp_path)
+    pretrained_mod._verified.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="weights file not found"):
+            load_pretrained(NAME)
+        with pytest.raises(FileNotFoundError, match="missing from the installation"):
+            available_pretrained()
+        (tmp_path / f"{NAME}.pt").write_bytes(b"not torch")
+        with pytest.raises(WeightsError, match="corrupt"):
+            load_pretrained(NAME)
+    finally:
+        pretrained_mod._verified.cache_clear()
+
+
+def test_tampered_shipped_file_is_refused(tmp_path, monkeypatch):
+    src = pretrained_mod.pretrained_path(NAME)
+    rec = torch.load(src, weights_only=True)
+    rec["state"]["net.blocks.3.weight"].mul_(1.01)  # changes the weights behind the checksum's back
+    torch.save(rec, tmp_path / f"{NAME}.pt")
+    monkeypatch.setattr(pretrained_mod, "SHIPPED_DIR", tmp_path)
+    pretrained_mod._verified.cache_clear()
+    try:
+        with pytest.raises(WeightsError, match="checksum"):
+            load_pretrained(NAME)
+    finally:
+        pretrained_mod._verified.cache_clear()
+    assert shutil.os.path.exists(src)
+
+
+def test_shipped_model_denoises_and_is_non_expansive_on_pairs():
+    from skimage import data, transform
+
+    truth = torch.from_numpy(transform.resize(data.camera() / 255.0, (96, 96), anti_aliasing=True)).float()[None, None]
+    g = torch.Generator().manual_seed(0)
+    sigma = 25 / 255
+    y = truth + sigma * torch.randn(truth.shape, generator=g)
+    d = load_pretrained(NAME)
+    with torch.no_grad():
+        out = d(y, sigma)
+    gain = 10 * torch.log10(((y - truth) ** 2).mean() / ((out - truth) ** 2).mean())
+    assert float(gain) > 5.0  # a trained denoiser, not an untrained smoother
+    y2 = truth + sigma * torch.randn(truth.shape, generator=g)
+    with torch.no_grad():
+        out2 = d(y2, sigma)
+    assert float((out - out2).norm()) <= float((y - y2).norm()) * (1 + 1e-5)
+
+
+def test_channelwise_wrapper_matches_per_channel_and_keeps_alpha():
+    torch.manual_seed(0)
+    gray = AveragedDenoiser(GradientFlowNet(1, width=4, depth=2), strength=([0.0, 0.1], [0.0, 1.0])).double().eval()
+    colour = ChannelwiseDenoiser(gray)
+    x = torch.rand(2, 3, 10, 10, dtype=torch.float64)
+    out = colour(x, torch.tensor([0.02, 0.08]))
+    for b, s in enumerate((0.02, 0.08)):
+        for c in range(3):
+            torch.testing.assert_close(out[b, c], gray(x[b : b + 1, c : c + 1], s)[0, 0], rtol=0, atol=1e-8)  # batched conv order
+    assert colour.certified_alpha() == gray.certified_alpha()
+    # The averagedness inequality on the product space, on random pairs.
+    a = colour.certified_alpha()
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        u, v = torch.rand(1, 3, 10, 10, generator=g, dtype=torch.float64), torch.rand(1, 3, 10, 10, generator=g, dtype=torch.float64)
+        Tu, Tv = colour(u, 0.1), colour(v, 0.1)
+        lhs = float(((Tu - Tv) ** 2).sum() + (1 - a) / a * (((u - Tu) - (v - Tv)) ** 2).sum())
+        assert lhs <= float(((u - v) ** 2).sum()) * (1 + 1e-12)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        colour(torch.rand(3, 10, 10), 0.1)
+
+
+def test_default_pretrained_by_channels():
+    assert isinstance(default_pretrained(3), ChannelwiseDenoiser)
+    assert default_pretrained(1).net.channels == 1
+    with pytest.raises(ValueError, match="channels must be 1 or 3"):
+        default_pretrained(2)
