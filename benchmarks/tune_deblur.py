@@ -46,11 +46,11 @@ def _floats(text: str) -> list[float]:
 
 def grids(args) -> dict[str, list[dict]]:
     """The grid points of each solver: strength x step."""
+    scales = _floats(args.admm_step_scales) if args.admm_step_scales else []
     return {
         "pnp-fbs": [dict(strength=c, step_factor=f) for c, f in itertools.product(_floats(args.fbs_strengths), _floats(args.fbs_factors))],
         "pnp-admm": [dict(strength=c, step=t) for c, t in itertools.product(_floats(args.admm_strengths), _floats(args.admm_steps))]
-        + [dict(strength=c, step_scale=k) for c, k in itertools.product(_floats(args.admm_strengths), _floats(args.admm_step_scales or "nan"))
-           if args.admm_step_scales],
+        + [dict(strength=c, step_scale=k) for c, k in itertools.product(_floats(args.admm_strengths), scales)],
     }
 
 

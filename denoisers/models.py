@@ -173,12 +173,11 @@ class AveragedDenoiser(NonexpansiveDenoiser):
         cap = self.effective_theta() if not self.training else self.theta
         if self.strength is None or sigma is None:
             return cap
-        sig = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
-        if not bool(torch.isfinite(sig).all()) or bool((sig < 0).any()):
+        sig = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1).numpy()
+        if not np.isfinite(sig).all() or (sig < 0).any():
             raise ValueError(f"sigma must be finite and >= 0; got {sigma!r}")
-        knots, values = (torch.tensor(v, dtype=torch.float64) for v in self.strength)
-        theta = torch.from_numpy(np.interp(sig.numpy(), knots.numpy(), values.numpy())).clamp(max=cap)
-        return float(theta[0]) if theta.numel() == 1 else theta
+        theta = np.minimum(np.interp(sig, *self.strength), cap)
+        return float(theta[0]) if theta.size == 1 else torch.from_numpy(theta)
 
     def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
         theta = self.theta_for(sigma)

@@ -141,13 +141,17 @@ def _verified(name: str):
     return load_weights(pretrained_path(name))
 
 
-def load_pretrained(name: str, *, target_alpha: float | None = None, dtype: torch.dtype = torch.float32, device=None):
+def load_pretrained(name: str, *, channels: int | None = None, target_alpha: float | None = None,
+                    dtype: torch.dtype = torch.float32, device=None):
     """Load a shipped certified denoiser, verified against its stored certificate.
 
     Parameters
     ----------
     name : str
         A name from :func:`available_pretrained`.
+    channels : int, optional
+        Channels of the images to denoise.  A gray model asked for 3 channels runs on each
+        channel (:class:`denoisers.channelwise.ChannelwiseDenoiser`, same certificate).
     target_alpha : float, optional
         Relax the model to this certified averagedness (e.g. 0.5, firmly non-expansive, for
         PnP-ADMM).
@@ -158,13 +162,13 @@ def load_pretrained(name: str, *, target_alpha: float | None = None, dtype: torc
 
     Returns
     -------
-    AveragedDenoiser
+    AveragedDenoiser or ChannelwiseDenoiser
         In eval mode; a private copy.
 
     Raises
     ------
     ValueError
-        Unknown name.
+        Unknown name, or ``channels`` the model cannot serve.
     denoisers.weights.WeightsError
         The file is corrupt or no longer certifies.
 
@@ -186,7 +190,14 @@ def load_pretrained(name: str, *, target_alpha: float | None = None, dtype: torc
         raise ValueError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
     # .float()/.double() leave the complex power-iteration buffers alone (.to(dtype) would not).
     model = model.double() if dtype == torch.float64 else model.float()
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if channels is None or channels == model.net.channels:
+        return model
+    if channels == 3 and model.net.channels == 1:
+        from .channelwise import ChannelwiseDenoiser
+
+        return ChannelwiseDenoiser(model)
+    raise ValueError(f"{name} denoises {model.net.channels}-channel images; it cannot serve {channels} channels")
 
 
 def default_pretrained(channels: int = 1, *, target_alpha: float | None = None, dtype: torch.dtype = torch.float32, device=None):
@@ -204,8 +215,4 @@ def default_pretrained(channels: int = 1, *, target_alpha: float | None = None, 
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; got {channels}")
-    if channels in _DEFAULT:
-        return load_pretrained(_DEFAULT[channels], target_alpha=target_alpha, dtype=dtype, device=device)
-    from .channelwise import ChannelwiseDenoiser
-
-    return ChannelwiseDenoiser(load_pretrained(_DEFAULT[1], target_alpha=target_alpha, dtype=dtype, device=device))
+    return load_pretrained(_DEFAULT.get(channels, _DEFAULT[1]), channels=channels, target_alpha=target_alpha, dtype=dtype, device=device)

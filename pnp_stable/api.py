@@ -51,28 +51,18 @@ def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None):
     ...
     TypeError: denoiser must be a callable (x, sigma), a weights file path or 'default'; got int
     """
-    if isinstance(denoiser, str) and denoiser == "default":
-        from denoisers.pretrained import default_pretrained
+    if isinstance(denoiser, str) and (denoiser == "default" or not Path(denoiser).exists()):
+        from denoisers.pretrained import default_pretrained, load_pretrained, pretrained_names
 
         from .registry import solver_info
 
         target = solver_info(solver).denoiser_alpha if solver is not None else None
-        return default_pretrained(channels, target_alpha=target)
-    if isinstance(denoiser, str) and not Path(denoiser).exists():
-        from denoisers.pretrained import load_pretrained, pretrained_names
-
-        from .registry import solver_info
-
+        if denoiser == "default":
+            return default_pretrained(channels, target_alpha=target)
         if denoiser not in pretrained_names():
             raise FileNotFoundError(f"{denoiser!r} is neither a weights file nor a shipped model "
                                     f"(shipped: {', '.join(pretrained_names())}; see pnp-stable models)")
-        target = solver_info(solver).denoiser_alpha if solver is not None else None
-        model = load_pretrained(denoiser, target_alpha=target)
-        if channels == 3 and model.net.channels == 1:
-            from denoisers.channelwise import ChannelwiseDenoiser
-
-            return ChannelwiseDenoiser(model)
-        return model
+        return load_pretrained(denoiser, channels=channels, target_alpha=target)
     if isinstance(denoiser, (str, os.PathLike)):
         from denoisers.weights import load_weights
 

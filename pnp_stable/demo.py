@@ -15,7 +15,7 @@ from operators.noise import Gaussian
 
 from .api import deblur
 from .classical import tikhonov_deblur
-from .io import load_image, write_atomic
+from .io import check_output_path, load_image, write_atomic
 
 __all__ = ["DemoResult", "run_demo", "psnr", "fit_size"]
 
@@ -128,8 +128,6 @@ def run_demo(
     >>> r.psnr_restored > r.psnr_blurred and r.guaranteed
     True
     """
-    from .io import check_output_path
-
     check_output_path(output, overwrite)  # refuse before the work, not after
     truth = fit_size(load_image(image), size)
     op = Blur(kernels.parse(kernel), boundary="circular", noise_model=Gaussian(noise, rng=torch.Generator().manual_seed(seed)))

@@ -46,6 +46,7 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
     (tmp_path / "fake_pnp_plugin.py").write_text(
         "def plugin_solver(y, operator, denoiser, **options):\n    return y, None\n"
         "plugin_solver.guarantee = 'none: returns y'\n"
+        "plugin_solver.denoiser_alpha = 0.25\n"
         "def broken():\n    raise RuntimeError\n"
     )
     dist = tmp_path / "fake_pnp_plugin-0.1.dist-info"
@@ -62,6 +63,22 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
         assert solvers["plugin-echo"] == "none: returns y" and "plugin-missing" not in solvers
         y = torch.ones(1, 1, 2, 2)
         assert get_solver("plugin-echo")(y, None, None)[0] is y
+        assert registry.solver_info("plugin-echo").denoiser_alpha == 0.25
     finally:
         registry._reset_plugins()
         sys.modules.pop("fake_pnp_plugin", None)
+
+
+def test_denoiser_alpha_is_recorded_and_checked():
+    assert registry.solver_info("pnp-admm").denoiser_alpha == 0.5
+    assert registry.solver_info("pnp-fbs").denoiser_alpha is None
+
+    @register_solver("test-alpha", denoiser_alpha=0.4, replace=True)
+    def echo(y, operator, denoiser, **options):
+        return y, None
+
+    assert registry.solver_info("test-alpha").denoiser_alpha == 0.4
+    with pytest.raises(ValueError, match=r"denoiser_alpha must lie in \(0, 1\)"):
+        register_solver("test-alpha-bad", denoiser_alpha=1.5)(echo)
+    with pytest.raises(ValueError, match="unknown solver"):
+        registry.solver_info("nope")
