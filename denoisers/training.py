@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,10 @@ class TrainConfig:
         Steps between checkpoints.
     threads : int
         torch CPU threads (0: leave as is).
+    init : str, optional
+        Start from the parameters of this weights file or shipped model name (fine-tuning;
+        e.g. a gray model starts a colour run: the blocks act on the lifted state, whose width
+        does not depend on the image channels).  Used by fresh runs only; shapes must match.
     """
 
     train_dir: str
@@ -75,6 +79,7 @@ class TrainConfig:
     val_crop: int = 0
     checkpoint_every: int = 50
     threads: int = 0
+    init: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,33 @@ def validation_psnr(model: torch.nn.Module, images: list[np.ndarray], sigma: flo
     return float(np.mean(psnrs))
 
 
+def _initial_parameters(model: torch.nn.Module, source: str) -> dict:
+    """Copy the parameters and buffers of ``source`` (weights file or shipped name) into
+    ``model``; return the source's provenance (what it is and how it was trained)."""
+    from .pretrained import pretrained_names, pretrained_path
+    from .weights import load_weights
+
+    if Path(source).is_file():
+        path = Path(source)
+    elif source in pretrained_names():
+        path = pretrained_path(source)
+    else:
+        raise FileNotFoundError(f"init {source!r} is neither a weights file nor a shipped model ({', '.join(pretrained_names())})")
+    src, rec = load_weights(path, return_record=True)
+    mine, theirs = model.state_dict(), src.state_dict()
+    if mine.keys() != theirs.keys():
+        raise ValueError(f"init {source!r} is a different architecture: parameters {sorted(set(theirs) ^ set(mine))[:6]} "
+                         f"are in one model only; build the run with the same model, width and depth")
+    wrong = {k: (tuple(theirs[k].shape), tuple(v.shape)) for k, v in mine.items() if theirs[k].shape != v.shape}
+    if wrong:
+        raise ValueError(f"init {source!r} has parameters of other shapes (theirs, this run's): {wrong}")
+    model.load_state_dict(theirs)
+    meta = rec.get("metadata", {})
+    return {"source": source, "sha256": rec["sha256"], "steps_done": meta.get("steps_done"),
+            "training_wall_time_s": meta.get("training_wall_time_s"), "training_config": meta.get("training_config"),
+            "init": meta.get("init")}
+
+
 def _cosine(total: int):
     # Decays the rate from lr to lr / 100 along a half cosine.
     return lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
@@ -185,7 +217,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
     step, wall, log = 0, 0.0, []
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved = dict(ck["config"], out_dir=cfg.out_dir)
+        # Fields added after a checkpoint was written take their defaults, so older runs resume.
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        saved = {**defaults, **ck["config"], "out_dir": cfg.out_dir}
         if saved != dict(cfg_dict, out_dir=cfg.out_dir):
             diff = {k: (saved.get(k), v) for k, v in cfg_dict.items() if saved.get(k) != v and k != "out_dir"}
             raise ValueError(f"{ckpt_path} was made with a different configuration {diff}; use another out_dir or resume=False")
@@ -198,6 +232,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
             log = [e for e in map(json.loads, log_path.read_text().splitlines()) if e["step"] <= step]
     elif ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path} exists; pass resume=True to continue or choose another out_dir")
+    elif cfg.init is not None:
+        provenance = _initial_parameters(model, cfg.init)
+        write_atomic(out / "init.json", lambda tmp: Path(tmp).write_text(json.dumps(provenance, indent=1)), overwrite=True)
     cfg_path.write_text(json.dumps(cfg_dict, indent=1))
     train_set, val_set = _split_folders(cfg)
     sampler = PatchSampler(train_set, patch=cfg.patch, batch_size=cfg.batch_size, noise=NoiseSpec(cfg.sigma, cfg.sigma_max), seed=cfg.seed)
@@ -301,5 +338,7 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *, overwrite
         "sigma_max": cfg["sigma_max"],
         "note": note,
         "strength_calibration": calibration,
+        # A fine-tuned run's budget includes its starting model's (see train(init=)).
+        "init": json.loads((run / "init.json").read_text()) if (run / "init.json").is_file() else None,
     }
     return export_weights(model, path, metadata=meta, overwrite=overwrite)

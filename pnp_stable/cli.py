@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--val-every", type=int, default=200)
     tr.add_argument("--checkpoint-every", type=int, default=50)
     tr.add_argument("--threads", type=int, default=0)
+    tr.add_argument("--init", default=None, metavar="WEIGHTS",
+                    help="start from this weights file or shipped model (fine-tuning; same architecture)")
     tr.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
     tr.add_argument("--no-progress", action="store_true")
     ex = sub.add_parser("export", help="write a run folder's model as a weights file with its training record")
@@ -244,7 +246,7 @@ def _run_train(args: argparse.Namespace) -> int:
         train_dir=args.train_dir, out_dir=args.out, channels=args.channels, model=args.model, model_kwargs=model_kwargs,
         sigma=args.sigma, sigma_max=args.sigma_max, patch=args.patch, batch_size=args.batch_size, steps=args.steps,
         lr=args.lr, seed=args.seed, val_dir=args.val_dir, val_split=args.val_split, val_every=args.val_every,
-        checkpoint_every=args.checkpoint_every, threads=args.threads,
+        checkpoint_every=args.checkpoint_every, threads=args.threads, init=args.init,
     )
     r = train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress)
     state = "finished" if r.finished else "stopped (run the same command to resume)"

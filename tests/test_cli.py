@@ -123,6 +123,11 @@ def test_train_then_certify_from_the_command_line(tmp_path, capsys):
     meta = load_weights(w, return_record=True)[1]["metadata"]
     assert meta["steps_done"] == 3 and meta["note"] == "tiny" and meta["training_config"]["train_dir"] == str(imgs)
     assert main(["export", str(out), "-o", str(w)]) == 2  # exists, no --overwrite
+    # fine-tune from the exported weights
+    tuned = tmp_path / "tuned"
+    assert main(args[:3] + [str(tuned)] + args[4:] + ["--init", str(w)]) == 0
+    assert json.loads((tuned / "config.json").read_text())["init"] == str(w)
+    assert json.loads((tuned / "init.json").read_text())["steps_done"] == 3
     capsys.readouterr()
     assert main(["certify", str(w), "--json", str(tmp_path / "c.json")]) == 0
     text = capsys.readouterr().out

@@ -188,3 +188,73 @@ def test_export_with_strength_calibration_uses_held_out_training_images(image_di
     train(_cfg(image_dir, baseline_run, steps=2, model="dncnn", model_kwargs=dict(width=4, depth=3)), progress=False)
     with pytest.raises(ValueError, match="needs an averaged model"):
         export_run(baseline_run, tmp_path / "d.pt", strength_sigmas=[0.1])
+
+
+@pytest.fixture(scope="module")
+def colour_dir(tmp_path_factory):
+    """Eight 40x48 crops of scikit-image's astronaut (no external data)."""
+    from skimage import data, io
+
+    d = tmp_path_factory.mktemp("colour")
+    img = data.astronaut()
+    for i in range(8):
+        r, c = (i * 61) % 460, (i * 37) % 460
+        io.imsave(d / f"c_{i:02d}.png", img[r : r + 40, c : c + 48], check_contrast=False)
+    return d
+
+
+def _weights_and_biases(state):
+    return {k: v for k, v in state.items() if k.endswith((".weight", ".bias"))}
+
+
+def test_init_starts_a_run_from_given_weights(image_dir, tmp_path):
+    from denoisers.training import export_run
+
+    train(_cfg(image_dir, tmp_path / "a", steps=6, val_every=6), progress=False)
+    src = export_run(tmp_path / "a", tmp_path / "a.pt")
+    # lr = 0: Adam moves nothing, so the run's parameters must be the init's exactly.
+    train(_cfg(image_dir, tmp_path / "b", steps=2, lr=0.0, val_every=2, init=str(src)), progress=False)
+    got = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    want = _weights_and_biases(load_weights(src).state_dict())
+    fresh = train(_cfg(image_dir, tmp_path / "c", steps=2, lr=0.0, val_every=2), progress=False)
+    assert fresh.finished
+    other = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(got[k], v) for k, v in want.items())
+    assert not all(torch.equal(other[k], v) for k, v in want.items())  # the test can fail: init changed something
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(src)
+
+
+def test_a_gray_model_initialises_a_colour_run(image_dir, colour_dir, tmp_path):
+    from denoisers.training import export_run
+
+    train(_cfg(image_dir, tmp_path / "gray", steps=4, val_every=4), progress=False)
+    src = export_run(tmp_path / "gray", tmp_path / "gray.pt")
+    r = train(_cfg(colour_dir, tmp_path / "rgb", channels=3, steps=4, val_every=4, val_split=2, init=str(src)), progress=False)
+    assert r.finished and np.isfinite(r.last_loss)
+    model, rec = load_weights(export_run(tmp_path / "rgb", tmp_path / "rgb.pt"), return_record=True)
+    init = rec["metadata"]["init"]
+    assert model.net.channels == 3 and rec["metadata"]["training_config"]["init"] == str(src)
+    assert init["source"] == str(src) and init["steps_done"] == 4 and init["training_config"]["channels"] == 1
+
+
+def test_init_errors(image_dir, tmp_path):
+    from denoisers.training import export_run
+
+    train(_cfg(image_dir, tmp_path / "a", steps=2, val_every=2), progress=False)
+    src = export_run(tmp_path / "a", tmp_path / "a.pt")
+    with pytest.raises(ValueError, match="other shapes"):
+        train(_cfg(image_dir, tmp_path / "wide", model_kwargs=dict(width=8, depth=2), init=str(src)), progress=False)
+    with pytest.raises(ValueError, match="different architecture"):
+        train(_cfg(image_dir, tmp_path / "deep", model_kwargs=dict(width=6, depth=3), init=str(src)), progress=False)
+    with pytest.raises(FileNotFoundError, match="neither a weights file nor a shipped model"):
+        train(_cfg(image_dir, tmp_path / "none", init=str(tmp_path / "missing.pt")), progress=False)
+
+
+def test_checkpoints_written_before_a_config_field_existed_still_resume(image_dir, tmp_path):
+    cfg = _cfg(image_dir, tmp_path / "old", steps=4, val_every=4)
+    assert train(cfg, progress=False, max_minutes=0.0).step == 1
+    ck_path = tmp_path / "old" / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    del ck["config"]["init"]  # as written by an older pnp-stable
+    torch.save(ck, ck_path)
+    assert train(cfg, progress=False).finished
