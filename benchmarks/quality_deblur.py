@@ -12,13 +12,17 @@ Gaussian noise, then restore with
 
 PSNR / SSIM (outputs clipped to [0, 1]), iterations and convergence per run.  The whole
 protocol (8 kernels x 68 images x 3 levels) takes days on a 2-core CPU: ``--limit`` and
-``--kernels`` choose a subset, and the table says which.  Writes the "deblurring" section of
-benchmarks/RESULTS.md.
+``--kernels`` choose a subset, and the table says which.  Every finished run is appended to
+``--runs`` (JSON lines, with a fingerprint of the model file and the tuned defaults), and a
+rerun reuses the runs whose fingerprint still matches: the protocol can be completed in
+chunks (``--max-minutes``) across sessions and machines.  Writes the "deblurring" section
+of benchmarks/RESULTS.md.
 
 Usage::
 
     python benchmarks/quality_deblur.py --data ../shared/data/test --sets set12 --limit 2 --kernels 1,4,8
-        [--levels 2.55,7.65,12.75] [--methods tikhonov,fbs,admm,pnp-tv] [--max-iter 200] [--json out.json]
+        [--levels 2.55,7.65,12.75] [--methods tikhonov,fbs,admm,pnp-tv] [--max-iter 200]
+        [--runs benchmarks/runs/deblur.jsonl] [--max-minutes 30] [--json out.json]
 """
 
 from __future__ import annotations
@@ -81,6 +85,39 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
     raise ValueError(f"unknown method {method!r}")
 
 
+def setup_fingerprint(method: str, channels: int, baseline_path: str | None) -> str:
+    """What a run's result depends on besides the problem: the model file and the tuned
+    defaults.  Cached runs are reused only when it matches (re-exported weights redo them)."""
+    import hashlib
+
+    from denoisers import default_pretrained_name
+    from denoisers.pretrained import pretrained_path
+
+    def file_digest(path) -> str:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+    if method == "tikhonov":
+        return "tikhonov-gradient-discrepancy"
+    if method in ("fbs", "admm"):
+        solver = f"pnp-{method}"
+        return f"{default_pretrained_name(channels)}:{file_digest(pretrained_path(default_pretrained_name(channels)))}:{defaults_for(solver)}"
+    if method == "pnp-tv":
+        return f"tv-n50:{defaults_for('pnp-fbs')}"
+    return f"baseline:{file_digest(baseline_path)}:{defaults_for('pnp-fbs')}"
+
+
+def load_runs(path: Path) -> list[dict]:
+    """The runs recorded in ``path`` (a line cut by a kill is ignored)."""
+    runs = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                runs.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="folder holding the test sets")
@@ -91,6 +128,9 @@ def main() -> None:
     ap.add_argument("--methods", default="tikhonov,fbs,admm,pnp-tv")
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--baseline", default=None, help="weights of the matched unconstrained baseline")
+    ap.add_argument("--runs", default=str(_HERE / "runs" / "deblur.jsonl"),
+                    help="JSON-lines record of finished runs, reused when their setup matches (default: %(default)s)")
+    ap.add_argument("--max-minutes", type=float, default=None, help="start no new problem after this long (rerun to go on)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     from tqdm.auto import tqdm
@@ -103,32 +143,56 @@ def main() -> None:
     methods = args.methods.split(",") + (["baseline"] if baseline is not None else [])
     kernels = [int(k) for k in args.kernels.split(",")]
     levels = [float(v) for v in args.levels.split(",")]
-    runs, t0 = [], time.time()
+    record = Path(args.runs)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["set"], r["image"], r["kernel"], r["level"], r["method"], r["max_iter"], r["setup"]): r for r in load_runs(record)}
+    runs, t0, stopped = [], time.time(), False
     for name in args.sets.split(","):
-        folder = ImageFolder(Path(args.data) / name, SET_CHANNELS[name], limit=args.limit)
+        channels = SET_CHANNELS[name]
+        setups = {m: setup_fingerprint(m, channels, args.baseline) for m in methods}
+        folder = ImageFolder(Path(args.data) / name, channels, limit=args.limit)
         jobs = [(i, k, lv) for i in range(len(folder)) for k in kernels for lv in levels]
         for i, k, lv in tqdm(jobs, desc=name):
+            keys = {m: (name, folder.files[i].name, k, lv, m, args.max_iter, setups[m]) for m in methods}
+            todo = [m for m in methods if keys[m] not in done]
+            runs += [done[keys[m]] for m in methods if keys[m] in done]
+            if not todo:
+                continue
+            if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
+                stopped = True
+                break
             truth = torch.from_numpy(folder.images[i]).permute(2, 0, 1)[None].double() / 255
             noise = lv / 255
             op = Blur(f"levin:{k}", boundary="circular", noise_model=Gaussian(noise, rng=torch.Generator().manual_seed(0)))
             y = op(truth, seed=100000 * k + 1000 * int(lv * 100) + i)
-            for m in methods:
+            for m in todo:
                 t1 = time.perf_counter()
                 x, its, conv, guar = run_one(m, y, op, f"levin:{k}", noise, args.max_iter, baseline)
                 p, s = _metrics(x, truth)
-                runs.append(dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
-                                 iterations=int(its), converged=bool(conv), guaranteed=guar, seconds=time.perf_counter() - t1))
+                run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
+                           iterations=int(its), converged=bool(conv), guaranteed=guar, seconds=time.perf_counter() - t1,
+                           max_iter=args.max_iter, setup=setups[m])
+                runs.append(run)
+                with record.open("a") as fh:  # one line per run: a kill loses at most the run in progress
+                    fh.write(json.dumps(run) + "\n")
+        if stopped:
+            break
+    expected = sum(len(ImageFolder(Path(args.data) / n, SET_CHANNELS[n], limit=args.limit)) for n in args.sets.split(",")) \
+        * len(kernels) * len(levels) * len(methods)
+    partial = len(runs) < expected
     lines = [
         f"`python benchmarks/quality_deblur.py --data DATA/test --sets {args.sets}{f' --limit {args.limit}' if args.limit else ''} "
         f"--kernels {args.kernels} --levels {args.levels} --methods {args.methods} --max-iter {args.max_iter}` "
-        f"({time.time() - t0:.0f} s; {'a SUBSET of the protocol: ' if args.limit or len(kernels) < 8 else ''}"
-        f"{len({(r['set'], r['image']) for r in runs})} images, Levin kernels {args.kernels}). Circular blur, seeded noise; "
+        f"({'a SUBSET of the protocol: ' if args.limit or len(kernels) < 8 else ''}"
+        f"{len({(r['set'], r['image']) for r in runs})} images, Levin kernels {args.kernels}"
+        f"{f'; PARTIAL: {len(runs)} of {expected} runs so far' if partial else ''}; runs recorded in "
+        f"`benchmarks/runs/{record.name}` and reused while model and defaults are unchanged). Circular blur, seeded noise; "
         "fbs/admm: deblur() with the shipped certified denoiser and its tuned defaults; pnp-tv: PnP-FBS with deepinv's "
         "TVDenoiser (no certificate). Mean PSNR (dB) / SSIM; iterations mean (max); 'conv.' counts runs that reached the "
-        f"1e-4 residual. Machine: {machine()}.",
+        f"1e-4 residual; seconds per run (mean). Machine: {machine()}.",
         "",
-        "| set | noise /255 | method | PSNR / SSIM | iterations | conv. | guaranteed |",
-        "|---|---|---|---|---|---|---|",
+        "| set | noise /255 | method | runs | PSNR / SSIM | iterations | conv. | guaranteed | s / run |",
+        "|---|---|---|---:|---|---|---|---|---:|",
     ]
     for name in args.sets.split(","):
         for lv in levels:
@@ -138,9 +202,12 @@ def main() -> None:
                     continue
                 its = [r["iterations"] for r in rs]
                 guar = {r["guaranteed"] for r in rs}
-                lines.append(f"| {name} | {lv:g} | {m} | {np.mean([r['psnr'] for r in rs]):.2f} / {np.mean([r['ssim'] for r in rs]):.3f} | "
-                             f"{np.mean(its):.0f} ({max(its)}) | {sum(r['converged'] for r in rs)}/{len(rs)} | "
-                             f"{'-' if guar == {None} else ('yes' if guar == {True} else 'no')} |")
+                lines.append(f"| {name} | {lv:g} | {m} | {len(rs)} | {np.mean([r['psnr'] for r in rs]):.2f} / "
+                             f"{np.mean([r['ssim'] for r in rs]):.3f} | {np.mean(its):.0f} ({max(its)}) | "
+                             f"{sum(r['converged'] for r in rs)}/{len(rs)} | "
+                             f"{'-' if guar == {None} else ('yes' if guar == {True} else 'no')} | "
+                             f"{np.mean([r['seconds'] for r in rs]):.1f} |")
+    print("\n".join(lines))
     write_section("deblurring", "## PnP deblurring quality (Levin kernels)\n\n" + "\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))

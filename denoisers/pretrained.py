@@ -19,7 +19,7 @@ import torch
 
 from .weights import load_weights
 
-__all__ = ["PretrainedInfo", "available_pretrained", "load_pretrained", "default_pretrained", "pretrained_names", "pretrained_path"]
+__all__ = ["PretrainedInfo", "available_pretrained", "load_pretrained", "default_pretrained", "default_pretrained_name", "pretrained_names", "pretrained_path"]
 
 SHIPPED_DIR = Path(__file__).with_name("shipped")
 
@@ -200,6 +200,19 @@ def load_pretrained(name: str, *, channels: int | None = None, target_alpha: flo
     raise ValueError(f"{name} denoises {model.net.channels}-channel images; it cannot serve {channels} channels")
 
 
+def default_pretrained_name(channels: int = 1) -> str:
+    """Name of the shipped model that serves images with ``channels`` channels by default.
+
+    Examples
+    --------
+    >>> default_pretrained_name(1)
+    'gray-averaged-s25'
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3; got {channels}")
+    return _DEFAULT.get(channels, _DEFAULT[1])
+
+
 def default_pretrained(channels: int = 1, *, target_alpha: float | None = None, dtype: torch.dtype = torch.float32, device=None):
     """The default certified denoiser for images with ``channels`` channels.
 
@@ -213,6 +226,4 @@ def default_pretrained(channels: int = 1, *, target_alpha: float | None = None, 
     >>> d(torch.rand(1, 3, 16, 16), 0.05).shape
     torch.Size([1, 3, 16, 16])
     """
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3; got {channels}")
-    return load_pretrained(_DEFAULT.get(channels, _DEFAULT[1]), channels=channels, target_alpha=target_alpha, dtype=dtype, device=device)
+    return load_pretrained(default_pretrained_name(channels), channels=channels, target_alpha=target_alpha, dtype=dtype, device=device)
