@@ -60,13 +60,13 @@ def _metrics(est: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
 
 
 def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, max_iter: int, baseline=None):
-    """(estimate, iterations, converged, guaranteed) of one method on one problem."""
+    """(estimate, iterations, converged, guaranteed, stop reason) of one method on one problem."""
     if method == "tikhonov":
-        return tikhonov_deblur(y, op, noise_level=noise).x, 0, True, None
+        return tikhonov_deblur(y, op, noise_level=noise).x, 0, True, None, "closed form"
     if method in ("fbs", "admm"):
         r = deblur(y, op.kernel.numpy(), noise, solver=f"pnp-{method}", boundary="circular", max_iter=max_iter, progress=False)
         rep = r.report
-        return r.image, rep.iterations[0], rep.converged[0], rep.guaranteed
+        return r.image, rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
     if method in ("pnp-tv", "baseline"):
         import warnings
 
@@ -81,8 +81,16 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
             warnings.simplefilter("ignore")  # "no certificate": recorded as guaranteed=False below
             x, rep = pnp_fbs(y, op, den, sigma=tuned.strength * noise, step_factor=tuned.step_factor or 1.0,
                              max_iter=max_iter, strict=False)
-        return x, rep.iterations[0], rep.converged[0], rep.guaranteed
+        return x, rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
     raise ValueError(f"unknown method {method!r}")
+
+
+def _other_stops(runs: list[dict]) -> str:
+    """'diverged 2, max_iter 1' for the runs that neither converged nor were closed-form."""
+    from collections import Counter
+
+    c = Counter(r.get("stop", "?") for r in runs if not r["converged"])
+    return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "-"
 
 
 def setup_fingerprint(method: str, channels: int, baseline_path: str | None) -> str:
@@ -167,10 +175,10 @@ def main() -> None:
             y = op(truth, seed=100000 * k + 1000 * int(lv * 100) + i)
             for m in todo:
                 t1 = time.perf_counter()
-                x, its, conv, guar = run_one(m, y, op, f"levin:{k}", noise, args.max_iter, baseline)
+                x, its, conv, guar, stop = run_one(m, y, op, f"levin:{k}", noise, args.max_iter, baseline)
                 p, s = _metrics(x, truth)
                 run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
-                           iterations=int(its), converged=bool(conv), guaranteed=guar, seconds=time.perf_counter() - t1,
+                           iterations=int(its), converged=bool(conv), guaranteed=guar, stop=stop, seconds=time.perf_counter() - t1,
                            max_iter=args.max_iter, setup=setups[m])
                 runs.append(run)
                 with record.open("a") as fh:  # one line per run: a kill loses at most the run in progress
@@ -189,10 +197,10 @@ def main() -> None:
         f"`benchmarks/runs/{record.name}` and reused while model and defaults are unchanged). Circular blur, seeded noise; "
         "fbs/admm: deblur() with the shipped certified denoiser and its tuned defaults; pnp-tv: PnP-FBS with deepinv's "
         "TVDenoiser (no certificate). Mean PSNR (dB) / SSIM; iterations mean (max); 'conv.' counts runs that reached the "
-        f"1e-4 residual; seconds per run (mean). Machine: {machine()}.",
+        f"1e-4 residual; 'other stops' counts runs ended otherwise (diverged, non-monotone, non-finite, max_iter); seconds per run (mean). Machine: {machine()}.",
         "",
-        "| set | noise /255 | method | runs | PSNR / SSIM | iterations | conv. | guaranteed | s / run |",
-        "|---|---|---|---:|---|---|---|---|---:|",
+        "| set | noise /255 | method | runs | PSNR / SSIM | iterations | conv. | other stops | guaranteed | s / run |",
+        "|---|---|---|---:|---|---|---|---|---|---:|",
     ]
     for name in args.sets.split(","):
         for lv in levels:
@@ -204,7 +212,7 @@ def main() -> None:
                 guar = {r["guaranteed"] for r in rs}
                 lines.append(f"| {name} | {lv:g} | {m} | {len(rs)} | {np.mean([r['psnr'] for r in rs]):.2f} / "
                              f"{np.mean([r['ssim'] for r in rs]):.3f} | {np.mean(its):.0f} ({max(its)}) | "
-                             f"{sum(r['converged'] for r in rs)}/{len(rs)} | "
+                             f"{sum(r['converged'] for r in rs)}/{len(rs)} | {_other_stops(rs)} | "
                              f"{'-' if guar == {None} else ('yes' if guar == {True} else 'no')} | "
                              f"{np.mean([r['seconds'] for r in rs]):.1f} |")
     print("\n".join(lines))

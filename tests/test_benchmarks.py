@@ -56,3 +56,11 @@ def test_speed_problems_are_seeded(bench):
     y1, y2 = sd.blurred(gray, "circular"), sd.blurred(gray, "circular")
     assert np.array_equal(y1, y2) and not np.array_equal(y1, gray)
     assert gray.flags.writeable and np.array_equal(gray, sd.test_image("gray-256"))  # input untouched
+
+
+def test_divergences_are_counted_not_hidden(bench):
+    qd = bench("quality_deblur")
+    runs = [{"converged": True, "stop": "tol"}, {"converged": False, "stop": "diverged"},
+            {"converged": False, "stop": "diverged"}, {"converged": False, "stop": "max_iter"}]
+    assert qd._other_stops(runs) == "diverged 2, max_iter 1"
+    assert qd._other_stops(runs[:1]) == "-"
