@@ -48,6 +48,11 @@ class PretrainedInfo:
     strength_calibrated : bool
         Whether the model carries a ``theta(sigma)`` table for lower noise levels.
     description : str
+    init : str or None
+        The model it was fine-tuned from (``pnp-stable train --init``); ``steps`` and
+        ``training_minutes`` count the fine-tuning only, ``total_steps`` both.
+    total_steps : int
+        Training steps including those of the models it was fine-tuned from.
     """
 
     name: str
@@ -61,6 +66,8 @@ class PretrainedInfo:
     validation_psnr: float | None
     strength_calibrated: bool
     description: str
+    init: str | None = None
+    total_steps: int = 0
 
 
 #: Shipped models: name -> (file in ``shipped/``, one-line description).
@@ -114,12 +121,18 @@ def _info(name: str) -> PretrainedInfo:
     sigma = meta.get("sigma")
     sigma_max = meta.get("sigma_max")
     val = meta.get("last_validation") or {}
+    init = meta.get("init")
+    total, link = int(meta.get("steps_done", 0)), init
+    while link:  # a chain of fine-tunings
+        total += int(link.get("steps_done") or 0)
+        link = link.get("init")
     return PretrainedInfo(
         name=name, file=path.name, channels=int(cfg.get("channels", 1)),
         sigma_train=(sigma, sigma_max) if sigma_max is not None else sigma,
         alpha=float(cert.get("alpha", float("nan"))), lipschitz_bound=float(cert.get("lipschitz_bound", float("nan"))),
         steps=int(meta.get("steps_done", 0)), training_minutes=float(meta.get("training_wall_time_s", 0.0)) / 60,
         validation_psnr=val.get("val_psnr"), strength_calibrated="strength" in cfg, description=_SHIPPED[name][1],
+        init=init["source"] if init else None, total_steps=total,
     )
 
 

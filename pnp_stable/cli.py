@@ -202,7 +202,8 @@ def _run_models(args: argparse.Namespace) -> int:
         print(f"{name}: {'gray' if info.channels == 1 else 'colour'}, trained at noise {level}")
         print(f"    certified: alpha = {info.alpha:.6f} (averaged), Lipschitz <= {info.lipschitz_bound:.6f}  "
               f"[float64 upper bounds, re-derived from the weights when loaded]")
-        print(f"    training: {info.steps} steps, {info.training_minutes:.0f} min; validation PSNR {val} (held-out training images)")
+        tuned = f" (fine-tuned from {info.init}; {info.total_steps} steps in all)" if info.init else ""
+        print(f"    training: {info.steps} steps, {info.training_minutes:.0f} min{tuned}; validation PSNR {val} (held-out training images)")
         print(f"    {info.description}")
     return 0
 

@@ -127,3 +127,16 @@ def test_default_pretrained_by_channels():
         load_pretrained(NAME, channels=2)
     with pytest.raises(ValueError, match="channels must be 1 or 3"):
         default_pretrained(2)
+
+
+def test_fine_tuned_models_count_the_steps_of_their_starting_models(tmp_path, monkeypatch):
+    from denoisers.weights import export_weights
+
+    model = AveragedDenoiser(GradientFlowNet(3, width=4, depth=1)).eval()
+    chain = {"source": "colour-start", "steps_done": 300, "init": {"source": NAME, "steps_done": 1000, "init": None}}
+    export_weights(model, tmp_path / "tuned.pt", metadata={"steps_done": 50, "training_wall_time_s": 60.0, "sigma": 0.1,
+                                                          "sigma_max": None, "init": chain})
+    monkeypatch.setattr(pretrained_mod, "SHIPPED_DIR", tmp_path)
+    monkeypatch.setitem(pretrained_mod._SHIPPED, "tuned", ("tuned.pt", "a fine-tuned test model"))
+    info = pretrained_mod._info("tuned")
+    assert (info.init, info.steps, info.total_steps, info.channels) == ("colour-start", 50, 1350, 3)
