@@ -10,8 +10,9 @@ Rows, at noise 15, 25, 50 /255 (noise seeded per image and level, outputs clippe
   images held out from training (``--train``), never on a test set;
 * the literature rows of REFERENCE.md (copied, not re-run).
 
-Colour images use a colour model if one ships, else the gray model channel by channel (same
-certificate), and say so.  Writes the "denoising" section of benchmarks/RESULTS.md.
+Each level uses the default model for it (what ``deblur()`` picks: the first shipped model
+trained at that level or above); colour images served by a gray model get it channel by channel
+(same certificate).  The table says which model served which set.  Writes the "denoising" section of benchmarks/RESULTS.md.
 
 Usage::
 
@@ -35,7 +36,7 @@ from _report import machine, write_section  # noqa: E402  (script folder is on s
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from denoisers import ChannelwiseDenoiser, available_pretrained, default_pretrained  # noqa: E402
+from denoisers import ChannelwiseDenoiser, available_pretrained, default_pretrained, default_pretrained_name  # noqa: E402
 from denoisers.data import ImageFolder  # noqa: E402
 
 #: Published PSNRs (dB) from REFERENCE.md section 4: (model, set) -> {level: psnr}.
@@ -114,13 +115,18 @@ def main() -> None:
         baseline = load_weights(args.baseline)
     info = available_pretrained()
     results, t0 = {}, time.time()
+    served: dict[str, set[str]] = {}
     for name in args.sets.split(","):
         ch = SET_CHANNELS[name]
         folder = ImageFolder(Path(args.data) / name, ch, limit=args.limit)
-        model = default_pretrained(ch)
-        gray = model.denoiser if isinstance(model, ChannelwiseDenoiser) else model
         for lv in levels:
             sig = lv / 255
+            # The default model for this level (deblur()'s choice), and the averaged model inside it.
+            model_name = default_pretrained_name(ch, sig)
+            model = default_pretrained(ch, sigma=sig)
+            per_channel = isinstance(model, ChannelwiseDenoiser)
+            inner = model.denoiser if per_channel else model
+            served.setdefault(name, set()).add(model_name + (" (channel by channel)" if per_channel else ""))
             acc = {k: [] for k in ("averaged", "1-Lipschitz", "TV", "baseline")}
             for i, img in enumerate(tqdm(folder.images, desc=f"{name} sigma {lv:g}")):
                 truth = _as_float(img)
@@ -128,9 +134,9 @@ def main() -> None:
                 yt = _torch_batch(y)
                 with torch.no_grad():
                     # N(y) once: the averaged output is (1 - theta) y + theta N(y).
-                    flat = yt.reshape(-1, 1, *yt.shape[-2:])
-                    n = gray.net(flat).reshape(yt.shape)
-                    theta = gray.theta_for(sig)
+                    flat = yt.reshape(-1, 1, *yt.shape[-2:]) if per_channel else yt
+                    n = inner.net(flat).reshape(yt.shape)
+                    theta = inner.theta_for(sig)
                     avg = (1 - theta) * yt + theta * n
                 acc["averaged"].append(_metrics(_numpy(avg), truth))
                 acc["1-Lipschitz"].append(_metrics(_numpy(n), truth))
@@ -140,14 +146,17 @@ def main() -> None:
                         acc["baseline"].append(_metrics(_numpy(baseline(yt, sig)), truth))
             results[(name, lv)] = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s for _, s in v]))) for k, v in acc.items() if v}
             results[(name, lv)]["theta"] = theta
+            results[(name, lv)]["model"] = model_name
             print(name, lv, results[(name, lv)], flush=True)
     shipped = ", ".join(f"{n} ({i.steps} steps, certified alpha {i.alpha:.4f})" for n, i in info.items())
     lines = [
         f"`python benchmarks/quality_denoise.py --data DATA/test --train DATA/train/bsd400 --sets {args.sets} --levels {args.levels}"
         f"{f' --limit {args.limit}' if args.limit else ''}` ({time.time() - t0:.0f} s). Shipped: {shipped}. "
         "PSNR (dB) / SSIM, noise seeded per image, outputs clipped to [0, 1]. 'averaged' is the shipped certified model "
-        "with its calibrated relaxation theta(sigma) (what PnP calls); '1-Lipschitz' is its network alone. Colour sets use "
-        "the gray model channel by channel (no colour model ships yet). TV weights tuned on 12 held-out BSD400 training "
+        "with its calibrated relaxation theta(sigma) (what PnP calls); '1-Lipschitz' is its network alone. Each level uses "
+        "the default model for it (deblur()'s choice): "
+        + "; ".join(f"{s}: {', '.join(sorted(m))}" for s, m in served.items())
+        + ". TV weights tuned on 12 held-out BSD400 training "
         f"images: {', '.join(f'{lv:g}: {w:g}' for lv, w in tv_w.items())}. Literature rows are copied from REFERENCE.md. "
         f"Machine: {machine()}.",
         "",

@@ -15,6 +15,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .weights import load_weights
@@ -78,9 +79,11 @@ _SHIPPED: dict[str, tuple[str, str]] = {
     ),
 }
 
-#: The model used by ``denoiser="default"`` for each number of channels.  Colour images use the
-#: gray model channel by channel until a colour model ships (see :func:`default_pretrained`).
-_DEFAULT = {1: "gray-averaged-s25"}
+#: The models behind ``denoiser="default"`` for each number of channels, by increasing training
+#: noise level.  A strength ``sigma`` is served by the first model trained at ``sigma`` or above
+#: (its calibrated relaxation ``theta(sigma)`` covers every lower level); strengths above them all
+#: by the last.  A gray model in the colour list runs channel by channel (same certificate).
+_DEFAULT: dict[int, tuple[str, ...]] = {1: ("gray-averaged-s25",), 3: ("gray-averaged-s25",)}
 
 
 def pretrained_names() -> tuple[str, ...]:
@@ -213,24 +216,55 @@ def load_pretrained(name: str, *, channels: int | None = None, target_alpha: flo
     raise ValueError(f"{name} denoises {model.net.channels}-channel images; it cannot serve {channels} channels")
 
 
-def default_pretrained_name(channels: int = 1) -> str:
-    """Name of the shipped model that serves images with ``channels`` channels by default.
+def _training_level(name: str) -> float:
+    """The highest noise level the shipped model ``name`` was trained at."""
+    level = _info(name).sigma_train
+    return float(max(level) if isinstance(level, tuple) else level)
+
+
+def default_pretrained_name(channels: int = 1, sigma: float | None = None) -> str:
+    """Name of the shipped model that serves ``channels``-channel images at strength ``sigma`` by default.
+
+    Parameters
+    ----------
+    channels : int
+        1 (gray) or 3 (colour).
+    sigma : float, optional
+        Denoiser strength (noise level on the [0, 1] scale) the model will be called with.  The
+        first default model trained at ``sigma`` or above serves it; ``None`` picks the first
+        (the one tuned for deblurring).
 
     Examples
     --------
     >>> default_pretrained_name(1)
     'gray-averaged-s25'
+    >>> default_pretrained_name(1, sigma=10 / 255)
+    'gray-averaged-s25'
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; got {channels}")
-    return _DEFAULT.get(channels, _DEFAULT[1])
+    names = _DEFAULT[channels]
+    if sigma is None:
+        return names[0]
+    try:
+        level = float(sigma)
+    except (TypeError, ValueError):
+        raise TypeError(f"sigma must be a number (noise level on the [0, 1] scale); got {type(sigma).__name__}") from None
+    if not np.isfinite(level) or level < 0:
+        raise ValueError(f"sigma must be a finite non-negative noise level; got {sigma!r}")
+    for name in names:
+        # A hair of slack: 25/255 computed two ways must pick the sigma-25 model.
+        if level <= _training_level(name) * (1 + 1e-6):
+            return name
+    return names[-1]
 
 
-def default_pretrained(channels: int = 1, *, target_alpha: float | None = None, dtype: torch.dtype = torch.float32, device=None):
-    """The default certified denoiser for images with ``channels`` channels.
+def default_pretrained(channels: int = 1, *, sigma: float | None = None, target_alpha: float | None = None,
+                       dtype: torch.dtype = torch.float32, device=None):
+    """The default certified denoiser for ``channels``-channel images at strength ``sigma``.
 
-    Colour images without a shipped colour model get the gray model on each channel
-    (:class:`denoisers.channelwise.ChannelwiseDenoiser`, same certificate).
+    See :func:`default_pretrained_name` for the choice.  Colour images served by a gray model get
+    it on each channel (:class:`denoisers.channelwise.ChannelwiseDenoiser`, same certificate).
 
     Examples
     --------
@@ -239,4 +273,5 @@ def default_pretrained(channels: int = 1, *, target_alpha: float | None = None, 
     >>> d(torch.rand(1, 3, 16, 16), 0.05).shape
     torch.Size([1, 3, 16, 16])
     """
-    return load_pretrained(default_pretrained_name(channels), channels=channels, target_alpha=target_alpha, dtype=dtype, device=device)
+    name = default_pretrained_name(channels, sigma)
+    return load_pretrained(name, channels=channels, target_alpha=target_alpha, dtype=dtype, device=device)

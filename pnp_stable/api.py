@@ -35,12 +35,12 @@ class Reconstruction:
     report: ConvergenceReport
 
 
-def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None):
+def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None, sigma: float | None = None):
     """A denoiser callable from a callable, a weights file path, a shipped model name, or ``"default"``.
 
-    ``"default"`` is the shipped certified model for ``channels`` (see
-    :func:`denoisers.pretrained.default_pretrained`), relaxed to the averagedness the
-    ``solver``'s guarantee needs (e.g. firmly non-expansive for PnP-ADMM).
+    ``"default"`` is the shipped certified model for ``channels`` and the strength ``sigma`` it
+    will be called with (see :func:`denoisers.pretrained.default_pretrained_name`), relaxed to
+    the averagedness the ``solver``'s guarantee needs (e.g. firmly non-expansive for PnP-ADMM).
 
     Examples
     --------
@@ -58,7 +58,7 @@ def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None):
 
         target = solver_info(solver).denoiser_alpha if solver is not None else None
         if denoiser == "default":
-            return default_pretrained(channels, target_alpha=target)
+            return default_pretrained(channels, sigma=sigma, target_alpha=target)
         if denoiser not in pretrained_names():
             raise FileNotFoundError(f"{denoiser!r} is neither a weights file nor a shipped model "
                                     f"(shipped: {', '.join(pretrained_names())}; see pnp-stable models)")
@@ -167,7 +167,7 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     fn = get_solver(solver)
     solver_options = dict(solver_options)
     sigma = _strength_and_step(denoiser, solver, _noise_level(operator), sigma, solver_options)
-    den = _match_dtype(resolve_denoiser(denoiser, channels=y.shape[1], solver=solver), y.dtype)
+    den = _match_dtype(resolve_denoiser(denoiser, channels=y.shape[1], solver=solver, sigma=sigma), y.dtype)
     x, report = fn(y, operator, den, sigma=sigma, max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
     return Reconstruction(x, report)
 

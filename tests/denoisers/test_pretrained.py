@@ -140,3 +140,31 @@ def test_fine_tuned_models_count_the_steps_of_their_starting_models(tmp_path, mo
     monkeypatch.setitem(pretrained_mod._SHIPPED, "tuned", ("tuned.pt", "a fine-tuned test model"))
     info = pretrained_mod._info("tuned")
     assert (info.init, info.steps, info.total_steps, info.channels) == ("colour-start", 50, 1350, 3)
+
+
+def test_default_model_follows_the_strength(monkeypatch):
+    # Two defaults per channel count, trained at 25 and 50 /255: each strength goes to the first
+    # model trained at or above it, strengths above them all to the last.
+    levels = {"g25": 25 / 255, "g50": 50 / 255, "c25": (5 / 255, 25 / 255)}
+    monkeypatch.setattr(pretrained_mod, "_DEFAULT", {1: ("g25", "g50"), 3: ("c25", "g50")})
+    monkeypatch.setattr(pretrained_mod, "_training_level", lambda n: max(np.atleast_1d(levels[n])))
+    pick = pretrained_mod.default_pretrained_name
+    assert pick(1) == "g25" and pick(3) == "c25"
+    assert [pick(1, s / 255) for s in (0, 2.55, 25, 25.01, 50, 80)] == ["g25", "g25", "g25", "g50", "g50", "g50"]
+    assert pick(1, np.float32(25) / np.float32(255)) == "g25"  # rounding of the level itself
+    assert pick(3, 12.75 / 255) == "c25" and pick(3, 40 / 255) == "g50"
+    assert pick(1, torch.tensor(30 / 255)) == "g50"
+    with pytest.raises(ValueError, match="finite non-negative"):
+        pick(1, -0.1)
+    with pytest.raises(ValueError, match="finite non-negative"):
+        pick(1, float("nan"))
+    with pytest.raises(TypeError, match="sigma must be a number"):
+        pick(1, "high")
+
+
+def test_shipped_defaults_are_shipped_and_ordered_by_training_level():
+    for channels, names in pretrained_mod._DEFAULT.items():
+        levels = [pretrained_mod._training_level(n) for n in names]
+        assert levels == sorted(levels) and set(names) <= set(available_pretrained()), channels
+        for n in names:
+            assert available_pretrained()[n].channels in (1, channels)
