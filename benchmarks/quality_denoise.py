@@ -10,9 +10,9 @@ Rows, at noise 15, 25, 50 /255 (noise seeded per image and level, outputs clippe
   images held out from training (``--train``), never on a test set;
 * the literature rows of REFERENCE.md (copied, not re-run).
 
-Each level uses the default model for it (what ``deblur()`` picks: the first shipped model
-trained at that level or above); colour images served by a gray model get it channel by channel
-(same certificate).  The table says which model served which set.  Writes the "denoising" section of benchmarks/RESULTS.md.
+Each level uses the default model for it (what ``deblur()`` picks: the shipped model that
+denoises best at that level on held-out training images, see ``default_pretrained_name``);
+colour images served by a gray model get it channel by channel (same certificate).  The table says which model served which set.  Writes the "denoising" section of benchmarks/RESULTS.md.
 
 Usage::
 

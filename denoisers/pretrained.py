@@ -77,13 +77,29 @@ _SHIPPED: dict[str, tuple[str, str]] = {
         "gray-averaged-s25.pt",
         "gray, trained at noise 25/255 on BSD400 (minus 12 held-out images); theta(sigma) calibrated for lower levels",
     ),
+    "gray-averaged-s50": (
+        "gray-averaged-s50.pt",
+        "gray, fine-tuned from gray-averaged-s25 at noise 50/255 on BSD400 (minus 12 held-out images); "
+        "theta(sigma) calibrated for lower levels",
+    ),
+    "colour-averaged-s25": (
+        "colour-averaged-s25.pt",
+        "colour, fine-tuned from gray-averaged-s25 at noise 25/255 on CBSD432 (minus 12 held-out images); "
+        "theta(sigma) calibrated for lower levels",
+    ),
 }
 
-#: The models behind ``denoiser="default"`` for each number of channels, by increasing training
-#: noise level.  A strength ``sigma`` is served by the first model trained at ``sigma`` or above
-#: (its calibrated relaxation ``theta(sigma)`` covers every lower level); strengths above them all
-#: by the last.  A gray model in the colour list runs channel by channel (same certificate).
-_DEFAULT: dict[int, tuple[str, ...]] = {1: ("gray-averaged-s25",), 3: ("gray-averaged-s25",)}
+#: The models behind ``denoiser="default"`` for each number of channels: ``(name, up_to)`` pairs
+#: by increasing training noise level.  A strength ``sigma`` goes to the first model whose
+#: ``up_to`` is at least ``sigma`` (``None``: no limit).  Each model's calibrated relaxation
+#: ``theta(sigma)`` covers the levels below its training level; the switch levels are where the
+#: next model starts to denoise better, measured on the 12 held-out training images of each set
+#: (mean PSNR, see training/README.md): gray 25 -> 50 at about 32.5/255, colour 25 -> gray 50 at
+#: about 44/255.  A gray model in the colour list runs channel by channel (same certificate).
+_DEFAULT: dict[int, tuple[tuple[str, float | None], ...]] = {
+    1: (("gray-averaged-s25", 32.5 / 255), ("gray-averaged-s50", None)),
+    3: (("colour-averaged-s25", 44 / 255), ("gray-averaged-s50", None)),
+}
 
 
 def pretrained_names() -> tuple[str, ...]:
@@ -107,7 +123,7 @@ def pretrained_path(name: str) -> Path:
     >>> pretrained_path("unet")
     Traceback (most recent call last):
     ...
-    ValueError: no shipped model named 'unet'; available: gray-averaged-s25
+    ValueError: no shipped model named 'unet'; available: colour-averaged-s25, gray-averaged-s25, gray-averaged-s50
     """
     if name not in _SHIPPED:
         raise ValueError(f"no shipped model named {name!r}; available: {', '.join(sorted(_SHIPPED))}")
@@ -230,9 +246,10 @@ def default_pretrained_name(channels: int = 1, sigma: float | None = None) -> st
     channels : int
         1 (gray) or 3 (colour).
     sigma : float, optional
-        Denoiser strength (noise level on the [0, 1] scale) the model will be called with.  The
-        first default model trained at ``sigma`` or above serves it; ``None`` picks the first
-        (the one tuned for deblurring).
+        Denoiser strength (noise level on the [0, 1] scale) the model will be called with.  It
+        goes to the model that denoises best at that level on held-out training images (the
+        sigma-25 models up to their measured switch level, then the sigma-50 model); ``None``
+        picks the first (the one the ``deblur()`` defaults were tuned with).
 
     Examples
     --------
@@ -240,23 +257,27 @@ def default_pretrained_name(channels: int = 1, sigma: float | None = None) -> st
     'gray-averaged-s25'
     >>> default_pretrained_name(1, sigma=10 / 255)
     'gray-averaged-s25'
+    >>> default_pretrained_name(1, sigma=50 / 255)
+    'gray-averaged-s50'
+    >>> default_pretrained_name(3, sigma=40 / 255)
+    'colour-averaged-s25'
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; got {channels}")
-    names = _DEFAULT[channels]
+    choices = _DEFAULT[channels]
     if sigma is None:
-        return names[0]
+        return choices[0][0]
     try:
         level = float(sigma)
     except (TypeError, ValueError):
         raise TypeError(f"sigma must be a number (noise level on the [0, 1] scale); got {type(sigma).__name__}") from None
     if not np.isfinite(level) or level < 0:
         raise ValueError(f"sigma must be a finite non-negative noise level; got {sigma!r}")
-    for name in names:
-        # A hair of slack: 25/255 computed two ways must pick the sigma-25 model.
-        if level <= _training_level(name) * (1 + 1e-6):
+    for name, up_to in choices:
+        # A hair of slack: a switch level computed two ways must pick the same model.
+        if up_to is None or level <= up_to * (1 + 1e-6):
             return name
-    return names[-1]
+    return choices[-1][0]
 
 
 def default_pretrained(channels: int = 1, *, sigma: float | None = None, target_alpha: float | None = None,

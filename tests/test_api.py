@@ -169,15 +169,15 @@ def test_deblur_default_uses_tuned_strength_and_step(small_camera, monkeypatch):
     assert seen["sigma"] == 0.05 and seen["step"] == 1.5
 
 
-def test_deblur_default_colour_runs_channelwise(small_camera):
-    from denoisers.channelwise import ChannelwiseDenoiser
+def test_deblur_default_colour_uses_the_colour_model(small_camera):
     from pnp_stable.api import resolve_denoiser
 
     rgb = np.stack([small_camera, small_camera[::-1], small_camera[:, ::-1]], -1)
     y = _blurred(rgb, "gaussian:1.0", 0.02)
     r = deblur(y, "gaussian:1.0", 0.02, channel_axis=-1, boundary="circular", progress=False)
     assert r.image.shape == rgb.shape and r.report.guaranteed
-    assert isinstance(resolve_denoiser("default", channels=3), ChannelwiseDenoiser)
+    colour = resolve_denoiser("default", channels=3)
+    assert colour.net.channels == 3 and colour.certified_alpha() < 1
 
 
 def test_resolve_denoiser_shipped_name_and_relaxation():

@@ -48,7 +48,7 @@ def test_target_alpha_and_dtype():
 
 
 def test_unknown_missing_and_corrupt_files(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="no shipped model named 'unet'; available: gray-averaged-s25"):
+    with pytest.raises(ValueError, match="no shipped model named 'unet'; available: .*gray-averaged-s25"):
         load_pretrained("unet")
     monkeypatch.setattr(pretrained_mod, "SHIPPED_DIR", tmp_path)
     pretrained_mod._verified.cache_clear()
@@ -120,7 +120,7 @@ def test_channelwise_wrapper_matches_per_channel_and_keeps_alpha():
 
 
 def test_default_pretrained_by_channels():
-    assert isinstance(default_pretrained(3), ChannelwiseDenoiser)
+    assert default_pretrained(3).net.channels == 3
     assert default_pretrained(1).net.channels == 1
     assert isinstance(load_pretrained(NAME, channels=3), ChannelwiseDenoiser)
     with pytest.raises(ValueError, match="cannot serve 2 channels"):
@@ -143,17 +143,15 @@ def test_fine_tuned_models_count_the_steps_of_their_starting_models(tmp_path, mo
 
 
 def test_default_model_follows_the_strength(monkeypatch):
-    # Two defaults per channel count, trained at 25 and 50 /255: each strength goes to the first
-    # model trained at or above it, strengths above them all to the last.
-    levels = {"g25": 25 / 255, "g50": 50 / 255, "c25": (5 / 255, 25 / 255)}
-    monkeypatch.setattr(pretrained_mod, "_DEFAULT", {1: ("g25", "g50"), 3: ("c25", "g50")})
-    monkeypatch.setattr(pretrained_mod, "_training_level", lambda n: max(np.atleast_1d(levels[n])))
+    # Two defaults per channel count with switch levels: each strength goes to the first model
+    # whose switch level is at or above it, strengths above them all to the last.
+    monkeypatch.setattr(pretrained_mod, "_DEFAULT", {1: (("g25", 32 / 255), ("g50", None)), 3: (("c25", 44 / 255), ("g50", None))})
     pick = pretrained_mod.default_pretrained_name
     assert pick(1) == "g25" and pick(3) == "c25"
-    assert [pick(1, s / 255) for s in (0, 2.55, 25, 25.01, 50, 80)] == ["g25", "g25", "g25", "g50", "g50", "g50"]
-    assert pick(1, np.float32(25) / np.float32(255)) == "g25"  # rounding of the level itself
-    assert pick(3, 12.75 / 255) == "c25" and pick(3, 40 / 255) == "g50"
-    assert pick(1, torch.tensor(30 / 255)) == "g50"
+    assert [pick(1, s / 255) for s in (0, 2.55, 25, 32, 32.01, 50, 80)] == ["g25", "g25", "g25", "g25", "g50", "g50", "g50"]
+    assert pick(1, np.float32(32) / np.float32(255)) == "g25"  # rounding of the level itself
+    assert pick(3, 12.75 / 255) == "c25" and pick(3, 40 / 255) == "c25" and pick(3, 45 / 255) == "g50"
+    assert pick(1, torch.tensor(40 / 255)) == "g50"
     with pytest.raises(ValueError, match="finite non-negative"):
         pick(1, -0.1)
     with pytest.raises(ValueError, match="finite non-negative"):
@@ -163,8 +161,16 @@ def test_default_model_follows_the_strength(monkeypatch):
 
 
 def test_shipped_defaults_are_shipped_and_ordered_by_training_level():
-    for channels, names in pretrained_mod._DEFAULT.items():
+    shipped = available_pretrained()
+    for channels, choices in pretrained_mod._DEFAULT.items():
+        names = [n for n, _ in choices]
         levels = [pretrained_mod._training_level(n) for n in names]
-        assert levels == sorted(levels) and set(names) <= set(available_pretrained()), channels
-        for n in names:
-            assert available_pretrained()[n].channels in (1, channels)
+        assert levels == sorted(levels) and set(names) <= set(shipped), channels
+        # Switch levels increase, only the last model is unbounded, and every model serves its
+        # own training level.
+        limits = [u for _, u in choices]
+        assert limits[-1] is None and None not in limits[:-1] and limits[:-1] == sorted(limits[:-1])
+        for (n, up_to), level in zip(choices, levels):
+            assert shipped[n].channels in (1, channels)
+            assert up_to is None or up_to >= level
+            assert pretrained_mod.default_pretrained_name(channels, level) == n
