@@ -137,3 +137,19 @@ def test_certify_detects_a_wrong_bound(monkeypatch):
 def test_certify_rejects_baselines():
     with pytest.raises(TypeError, match="baselines carry no certificate"):
         certify(DnCNN(1, width=4, depth=2))
+
+
+def test_dncnn_init_keeps_the_signal_through_depth():
+    # BN-free DnCNN with torch's default init shrank the residual branch to ~1e-3 of the input
+    # after 18 layers and did not train; He init keeps every hidden layer within a small factor.
+    torch.manual_seed(0)
+    net = DnCNN(1, width=32, depth=18)
+    h = torch.rand(2, 1, 32, 32)
+    scales = []
+    with torch.no_grad():
+        for layer in net.body:
+            h = layer(h)
+            if isinstance(layer, torch.nn.Conv2d):
+                scales.append(float(h.std()))
+    assert min(scales[:-1]) > 0.1 * max(scales[:-1])
+    assert scales[-1] > 0.01  # the residual (noise estimate) is not stuck at zero
