@@ -101,9 +101,10 @@ def _other_stops(runs: list[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "-"
 
 
-def setup_fingerprint(method: str, channels: int, baseline_path: str | None) -> str:
+def setup_fingerprint(method: str, channels: int, baseline_path: str | None, level: float | None = None) -> str:
     """What a run's result depends on besides the problem: the model file and the tuned
-    defaults.  Cached runs are reused only when it matches (re-exported weights redo them)."""
+    defaults.  Cached runs are reused only when it matches (re-exported weights redo them).
+    ``level`` (noise, /255) decides which shipped model serves the tuned strength."""
     import hashlib
 
     from denoisers import default_pretrained_name
@@ -116,7 +117,10 @@ def setup_fingerprint(method: str, channels: int, baseline_path: str | None) -> 
         return "tikhonov-gradient-discrepancy"
     if method in ("fbs", "admm"):
         solver = f"pnp-{method}"
-        return f"{default_pretrained_name(channels)}:{file_digest(pretrained_path(default_pretrained_name(channels)))}:{defaults_for(solver)}"
+        tuned = defaults_for(solver)
+        # The model deblur() will pick: the default for the strength it calls the denoiser with.
+        name = default_pretrained_name(channels, None if level is None else tuned.strength * level / 255)
+        return f"{name}:{file_digest(pretrained_path(name))}:{tuned}"
     if method == "pnp-tv":
         return f"tv-n50:{defaults_for('pnp-fbs')}"
     return f"baseline:{file_digest(baseline_path)}:{defaults_for('pnp-fbs')}"
@@ -165,11 +169,11 @@ def main() -> None:
     runs, t0, stopped = [], time.time(), False
     for name in args.sets.split(","):
         channels = SET_CHANNELS[name]
-        setups = {m: setup_fingerprint(m, channels, args.baseline) for m in methods}
         folder = ImageFolder(Path(args.data) / name, channels, limit=args.limit)
         jobs = [(i, k, lv) for i in range(len(folder)) for k in kernels for lv in levels]
+        setups = {(m, lv): setup_fingerprint(m, channels, args.baseline, lv) for m in methods for lv in levels}
         for i, k, lv in tqdm(jobs, desc=name):
-            keys = {m: (name, folder.files[i].name, k, lv, m, args.max_iter, setups[m]) for m in methods}
+            keys = {m: (name, folder.files[i].name, k, lv, m, args.max_iter, setups[m, lv]) for m in methods}
             todo = [m for m in methods if keys[m] not in done]
             runs += [done[keys[m]] for m in methods if keys[m] in done]
             if not todo:
@@ -187,7 +191,7 @@ def main() -> None:
                 p, s = _metrics(x, truth)
                 run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
                            iterations=int(its), converged=bool(conv), guaranteed=guar, stop=stop, seconds=time.perf_counter() - t1,
-                           max_iter=args.max_iter, setup=setups[m])
+                           max_iter=args.max_iter, setup=setups[m, lv])
                 runs.append(run)
                 with record.open("a") as fh:  # one line per run: a kill loses at most the run in progress
                     fh.write(json.dumps(run) + "\n")

@@ -43,6 +43,9 @@ def test_run_fingerprints_follow_model_and_defaults(bench, tmp_path):
     fbs, admm = qd.setup_fingerprint("fbs", 1, None), qd.setup_fingerprint("admm", 1, None)
     assert fbs != admm and "gray-averaged-s25" in fbs  # different tuned defaults
     assert qd.setup_fingerprint("tikhonov", 1, None) == qd.setup_fingerprint("tikhonov", 3, None)
+    # The model follows the strength the tuned defaults call the denoiser with.
+    assert qd.setup_fingerprint("admm", 1, None, 12.75) == admm
+    assert "gray-averaged-s50" in qd.setup_fingerprint("fbs", 1, None, 50.0)
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     a.write_bytes(b"one")
     b.write_bytes(b"two")
