@@ -161,6 +161,14 @@ def main() -> None:
 
         baseline = load_weights(args.baseline)
     methods = args.methods.split(",") + (["baseline"] if baseline is not None else [])
+
+    def baseline_for(channels: int):
+        """The baseline as it runs on images of ``channels``: a gray one per channel on colour."""
+        if baseline is None or baseline.config["channels"] == channels:
+            return baseline
+        from denoisers import ChannelwiseDenoiser
+
+        return ChannelwiseDenoiser(baseline)
     kernels = [int(k) for k in args.kernels.split(",")]
     levels = [float(v) for v in args.levels.split(",")]
     record = Path(args.runs)
@@ -187,7 +195,7 @@ def main() -> None:
             y = op(truth, seed=100000 * k + 1000 * int(lv * 100) + i)
             for m in todo:
                 t1 = time.perf_counter()
-                x, its, conv, guar, stop = run_one(m, y, op, f"levin:{k}", noise, args.max_iter, baseline)
+                x, its, conv, guar, stop = run_one(m, y, op, f"levin:{k}", noise, args.max_iter, baseline_for(channels))
                 p, s = _metrics(x, truth)
                 run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
                            iterations=int(its), converged=bool(conv), guaranteed=guar, stop=stop, seconds=time.perf_counter() - t1,

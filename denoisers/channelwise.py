@@ -48,6 +48,15 @@ class ChannelwiseDenoiser(Denoiser):
         out = self.denoiser(x.reshape(b * c, 1, *x.shape[-2:]), sigma)
         return out.reshape(x.shape)
 
-    def certified_alpha(self) -> float:
-        """The gray denoiser's certified averagedness (unchanged on the product space)."""
-        return self.denoiser.certified_alpha()
+    @property
+    def certified_alpha(self):
+        """The gray denoiser's ``certified_alpha`` (its value holds on the product space).
+
+        Absent, like on the gray denoiser, when that one carries no certificate (an
+        unconstrained baseline), so solvers see an uncertified denoiser, not an error.
+        """
+        fn = getattr(self.denoiser, "certified_alpha", None)
+        if fn is None:
+            # AttributeError makes hasattr()/getattr(..., None) report "no certificate".
+            raise AttributeError(f"{type(self.denoiser).__name__} carries no certificate")
+        return fn

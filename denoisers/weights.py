@@ -10,7 +10,8 @@ A file is ``torch.save`` of a plain dict (loaded with ``weights_only=True``, so 
     The weights (training-only buffers such as power-iteration vectors are dropped).
 ``certificate``
     The certified part of :func:`denoisers.certify` at export: alpha, per-layer norm bounds
-    and the frozen schedules ``[substeps, h, rho]`` they imply.
+    and the frozen schedules ``[substeps, h, rho]`` they imply.  ``None`` for an
+    unconstrained baseline (``dncnn``), which has none and may not claim one.
 ``metadata``
     Free-form record: noise levels, data, steps, wall time, command...
 ``sha256``
@@ -18,7 +19,7 @@ A file is ``torch.save`` of a plain dict (loaded with ``weights_only=True``, so 
 
 :func:`load_weights` refuses a file that is missing, unreadable, of another format, whose
 checksum or architecture does not match, or whose recomputed certificate differs from the
-stored one.
+stored one, and an unconstrained baseline file that claims a certificate.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ __all__ = ["export_weights", "load_weights", "state_digest", "WeightsError"]
 
 FORMAT, VERSION = "pnp-stable-weights", 1
 _TRAINING_ONLY = ("power_vectors", "norm_estimate")
+# Registry names of the architectures that carry a certificate; the others are baselines.
+_CERTIFIED = ("averaged", "nonexpansive")
 
 
 class WeightsError(ValueError):
@@ -62,6 +65,7 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def _spec(model) -> tuple[str, dict]:
+    from .baselines import DnCNN
     from .models import AveragedDenoiser, NonexpansiveDenoiser
 
     if isinstance(model, AveragedDenoiser):
@@ -71,7 +75,9 @@ def _spec(model) -> tuple[str, dict]:
         return "averaged", config
     if isinstance(model, NonexpansiveDenoiser):
         return "nonexpansive", dict(model.net.config)
-    raise TypeError(f"export_weights takes a pnp-stable denoiser; got {type(model).__name__}")
+    if isinstance(model, DnCNN):
+        return "dncnn", dict(model.config)
+    raise TypeError(f"export_weights takes a pnp-stable denoiser or the DnCNN baseline; got {type(model).__name__}")
 
 
 def _certified_record(model) -> dict:
@@ -95,8 +101,10 @@ def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = No
     """
     path = check_output_path(path, overwrite)
     name, config = _spec(model)
-    for blk in model.net.blocks:
-        blk.certified_norm()  # record the certified bounds in the norm_bound buffers
+    certified = name in _CERTIFIED
+    if certified:
+        for blk in model.net.blocks:
+            blk.certified_norm()  # record the certified bounds in the norm_bound buffers
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in _TRAINING_ONLY}
     record = {
         "format": FORMAT,
@@ -104,7 +112,7 @@ def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = No
         "model": name,
         "config": config,
         "state": state,
-        "certificate": _certified_record(model),
+        "certificate": _certified_record(model) if certified else None,
         "metadata": dict(metadata or {}),
         "sha256": state_digest(state),
     }
@@ -161,10 +169,16 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False):
     except RuntimeError as exc:
         raise WeightsError(f"{path}: the weights do not match the architecture ({exc})") from None
     model.eval()
+    stored = rec["certificate"]
+    if rec["model"] not in _CERTIFIED:
+        if stored is not None:
+            raise WeightsError(f"{path}: a {rec['model']!r} model has no certificate, yet the file claims one")
+        return (model, rec) if return_record else model
+    if not isinstance(stored, dict):
+        raise WeightsError(f"{path}: a {rec['model']!r} model must carry its certificate; the file has none")
     for blk in model.net.blocks:
         blk.certified_norm()  # certify this instance, so copies (including certify's own) reuse the bounds
     now = _certified_record(model)
-    stored = rec["certificate"]
     if abs(now["alpha"] - stored.get("alpha", float("nan"))) > 1e-9 or not now["alpha"] <= 1:
         raise WeightsError(f"{path}: recomputed certificate alpha {now['alpha']:.9f} differs from the stored {stored.get('alpha')}")
     if [s[0] for s in now["schedules"]] != [s[0] for s in stored.get("schedules", [])] or any(

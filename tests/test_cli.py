@@ -149,6 +149,22 @@ def test_cli_bad_train_and_certify_inputs(tmp_path, capsys):
     assert "unknown model 'unet'" in capsys.readouterr().err
 
 
+def test_baseline_run_exports_and_certify_refuses_it_clearly(tmp_path, capsys):
+    from skimage import data, io
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(4):
+        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    out, w = tmp_path / "run", tmp_path / "dncnn.pt"
+    assert main(["train", str(imgs), "-o", str(out), "--model", "dncnn", "--width", "4", "--depth", "3", "--patch", "16",
+                 "--batch-size", "2", "--steps", "2", "--val-split", "1", "--val-every", "2", "--no-progress"]) == 0
+    assert main(["export", str(out), "-o", str(w)]) == 0
+    capsys.readouterr()
+    assert main(["certify", str(w)]) == 2
+    assert "baselines carry no certificate" in capsys.readouterr().err
+
+
 def test_solvers_command_lists_guarantees(capsys):
     assert main(["solvers"]) == 0
     out = capsys.readouterr().out

@@ -119,6 +119,15 @@ def test_channelwise_wrapper_matches_per_channel_and_keeps_alpha():
         colour(torch.rand(3, 10, 10), 0.1)
 
 
+def test_channelwise_wrapper_of_an_uncertified_denoiser_has_no_certificate():
+    from denoisers.baselines import DnCNN
+
+    colour = ChannelwiseDenoiser(DnCNN(1, width=4, depth=2).eval())
+    # Solvers look the certificate up with getattr(..., None): absent, not an error.
+    assert getattr(colour, "certified_alpha", None) is None
+    assert colour(torch.rand(1, 3, 8, 8), 0.1).shape == (1, 3, 8, 8)
+
+
 def test_default_pretrained_by_channels():
     assert default_pretrained(3).net.channels == 3
     assert default_pretrained(1).net.channels == 1

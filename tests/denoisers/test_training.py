@@ -168,6 +168,29 @@ def test_nonexpansive_round_trip(tmp_path):
     assert type(loaded) is NonexpansiveDenoiser and loaded.certified_alpha() == 1.0
 
 
+def test_dncnn_baseline_round_trip_without_a_certificate(tmp_path):
+    from denoisers.baselines import DnCNN
+
+    torch.manual_seed(0)
+    m = DnCNN(1, width=6, depth=3).eval()
+    loaded, rec = load_weights(export_weights(m, tmp_path / "b.pt", metadata={"sigma": 0.1}), return_record=True)
+    assert type(loaded) is DnCNN and rec["certificate"] is None and rec["model"] == "dncnn"
+    assert not hasattr(loaded, "certified_alpha")  # a baseline never passes for certified
+    x = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, 0.1), m(x, 0.1), rtol=0, atol=0)
+    # A baseline file that claims a certificate, or a certified one that lost it, is refused.
+    rec["certificate"] = {"alpha": 0.5}
+    torch.save(rec, tmp_path / "claims.pt")
+    with pytest.raises(WeightsError, match="no certificate, yet the file claims one"):
+        load_weights(tmp_path / "claims.pt")
+    cert = torch.load(export_weights(AveragedDenoiser(GradientFlowNet(1, width=4, depth=1)), tmp_path / "c.pt"), weights_only=True)
+    cert["certificate"] = None
+    torch.save(cert, tmp_path / "lost.pt")
+    with pytest.raises(WeightsError, match="must carry its certificate"):
+        load_weights(tmp_path / "lost.pt")
+
+
 @pytest.mark.parametrize("name, kwargs", [("dncnn", dict(width=6, depth=3)), ("spectral-resnet", dict(width=4, depth=2))])
 def test_baselines_train_through_the_same_pipeline(image_dir, tmp_path, name, kwargs):
     r = train(_cfg(image_dir, tmp_path / name, model=name, model_kwargs=kwargs, steps=12, val_every=12), progress=False)
