@@ -240,7 +240,9 @@ def main() -> None:
         if colour and lv in levels:
             lines.append(f"| {name} | {lv:g} | {label} | 544 | {psnr:.2f} | - | - | - | - | - |")
     print("\n".join(lines))
-    write_section("deblurring", "## PnP deblurring quality (Levin kernels)\n\n" + "\n".join(lines))
+    # One section per set list, so a chunk on one set does not erase the tables of the others.
+    write_section(f"deblurring-{args.sets.replace(',', '-')}",
+                  f"## PnP deblurring quality (Levin kernels, {args.sets})\n\n" + "\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
 

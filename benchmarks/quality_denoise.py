@@ -92,6 +92,32 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
 
 
+def _baseline_sentence(baseline, steps: int | None) -> str:
+    """How the matched baseline was made (empty without one)."""
+    if baseline is None:
+        return ""
+    cfg = baseline.config
+    return (f"Matched unconstrained baseline: {type(baseline).__name__} width {cfg.get('width')}, depth {cfg.get('depth')}, "
+            f"no batch normalisation, same data, patches, optimiser and steps ({steps}) as gray-averaged-s25, no certificate "
+            "(training/README.md); compared on the gray sets only. ")
+
+
+def _certificate_cost(results: dict, sets: list[str], levels: list[float]) -> list[str]:
+    """Sentences: what the certificate costs, baseline minus ours, where the baseline ran."""
+    out = []
+    for name in sets:
+        gaps = [(lv, results[(name, lv)]["baseline"][0] - results[(name, lv)]["averaged"][0],
+                 results[(name, lv)]["baseline"][0] - results[(name, lv)]["1-Lipschitz"][0])
+                for lv in levels if "baseline" in results[(name, lv)]]
+        if gaps:
+            out.append(f"- {name}, baseline minus ours (averaged / 1-Lipschitz), dB: "
+                       + ", ".join(f"sigma {lv:g}: {a:+.2f} / {b:+.2f}" for lv, a, b in gaps) + ".")
+    if out:
+        out = ["", "Cost of the certificate (positive: the unconstrained baseline is better; it was trained at one "
+               "level only, so only its own level is a like-for-like comparison):", ""] + out
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="folder holding set12/, bsd68/, cbsd68/")
@@ -108,12 +134,13 @@ def main() -> None:
     levels = [float(v) for v in args.levels.split(",")]
     train_gray = [_as_float(im) for im in ImageFolder(args.train, 1).images[-12:]]
     tv_w = {lv: tune_tv(train_gray, lv / 255) for lv in levels}
-    baseline, baseline_sigma = None, None
+    baseline, baseline_sigma, rec_steps = None, None, None
     if args.baseline:
         from denoisers.weights import load_weights
 
         baseline, rec = load_weights(args.baseline, return_record=True)
         baseline_sigma = rec["metadata"].get("sigma")
+        rec_steps = rec["metadata"].get("steps_done")
     info = available_pretrained()
     results, t0 = {}, time.time()
     served: dict[str, set[str]] = {}
@@ -153,7 +180,8 @@ def main() -> None:
     shipped = ", ".join(f"{n} ({i.steps} steps, certified alpha {i.alpha:.4f})" for n, i in info.items())
     lines = [
         f"`python benchmarks/quality_denoise.py --data DATA/test --train DATA/train/bsd400 --sets {args.sets} --levels {args.levels}"
-        f"{f' --limit {args.limit}' if args.limit else ''}` ({time.time() - t0:.0f} s). Shipped: {shipped}. "
+        f"{f' --limit {args.limit}' if args.limit else ''}{' --baseline FILE' if baseline is not None else ''}` "
+        f"({time.time() - t0:.0f} s). Shipped: {shipped}. {_baseline_sentence(baseline, rec_steps)}"
         "PSNR (dB) / SSIM, noise seeded per image, outputs clipped to [0, 1]. 'averaged' is the shipped certified model "
         "with its calibrated relaxation theta(sigma) (what PnP calls); '1-Lipschitz' is its network alone. Each level uses "
         "the default model for it (deblur()'s choice): "
@@ -176,6 +204,7 @@ def main() -> None:
         for (model, set_name), vals in LITERATURE.items():
             if set_name == name:
                 lines.append(f"| {name} | {model} (published) | " + " | ".join(f"{vals[int(lv)]:.2f}" if int(lv) in vals else "-" for lv in levels) + " |")
+    lines += _certificate_cost(results, args.sets.split(","), levels)
     write_section(f"denoising-{args.sets.replace(',', '-')}", f"## Denoising quality ({args.sets})\n\n" + "\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps({f"{k[0]}@{k[1]:g}": v for k, v in results.items()}, indent=1))

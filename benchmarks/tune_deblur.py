@@ -12,7 +12,7 @@ Writes the "tuning" section of benchmarks/RESULTS.md (every grid point and its s
 Usage::
 
     python benchmarks/tune_deblur.py --data ../shared/data/train/bsd400 [--images 3] [--crop 96]
-        [--kernels 1,6] [--max-iter 60] [--json out.json]
+        [--kernels 1,6] [--max-iter 60] [--previous earlier.json] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ NOISES_255 = (2.55, 7.65, 12.75)
 
 
 def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",")]
+    return [float(v) for v in text.split(",") if v.strip()]
 
 
 def grids(args) -> dict[str, list[dict]]:
@@ -69,6 +69,26 @@ def psnr(x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse)
 
 
+def _argv_without_data_and_outputs() -> list[str]:
+    """This round's options as given, less --data (a local path), --previous and --json (file names)."""
+    out, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("--data", "--previous", "--json"):
+            skip = True
+            continue
+        if a.split("=")[0] in ("--data", "--previous", "--json"):
+            continue
+        out.append(a)
+    return out
+
+
+def _quoted(arg: str) -> str:
+    return arg if arg and " " not in arg else repr(arg)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="training folder (BSD400); its last 12 images are the held-out ones")
@@ -82,6 +102,8 @@ def main() -> None:
     ap.add_argument("--admm-strengths", default="2,3,4")
     ap.add_argument("--admm-steps", default="2,5")
     ap.add_argument("--admm-step-scales", default="", help="also try tau = scale / noise (comma separated scales)")
+    ap.add_argument("--previous", action="append", default=[],
+                    help="JSON of an earlier round on the same problems: its rows join the table and the choice")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     grid = grids(args)
@@ -91,8 +113,11 @@ def main() -> None:
     for k, s in itertools.product(kernels, NOISES_255):
         op = Blur(f"levin:{k}", boundary="circular", noise_model=Gaussian(s / 255, rng=torch.Generator().manual_seed(k)))
         problems.append((k, s, op(truth, seed=1000 * k + int(s * 100))))
+    # What a row's score depends on: rows of earlier rounds are merged only when it matches.
+    problem_set = dict(images=args.images, crop=args.crop, kernels=args.kernels, max_iter=args.max_iter)
+    command = "python benchmarks/tune_deblur.py " + " ".join(_quoted(a) for a in _argv_without_data_and_outputs())
     rows, t0 = [], time.time()
-    for solver in args.solvers.split(","):
+    for solver in filter(None, args.solvers.split(",")):
         for point in grid[solver]:
             scores, its = [], []
             for k, s, y in problems:
@@ -104,26 +129,39 @@ def main() -> None:
                 scores.append(float(psnr(r.image, truth).mean()))
                 its.append(float(np.mean(r.report.iterations)))
             per_noise = {s: float(np.mean([sc for (k, s2, _), sc in zip(problems, scores) if s2 == s])) for s in NOISES_255}
-            rows.append(dict(solver=solver, **point, mean_psnr=float(np.mean(scores)), per_noise=per_noise, mean_iterations=float(np.mean(its))))
+            rows.append(dict(solver=solver, **point, mean_psnr=float(np.mean(scores)), per_noise=per_noise,
+                             mean_iterations=float(np.mean(its)), command=command, problems=problem_set))
             print(rows[-1], flush=True)
+    done_here = len(rows)
+    for prev in args.previous:
+        # JSON keys are strings: restore the float noise levels of per_noise.
+        for r in json.loads(Path(prev).read_text())["rows"]:
+            if r.get("problems") != problem_set:
+                raise SystemExit(f"{prev}: a row was scored on other problems ({r.get('problems')}), not {problem_set}: "
+                                 "rounds merge only on the same images, crop, kernels and max-iter")
+            rows.append({**r, "per_noise": {float(k): v for k, v in r["per_noise"].items()}})
+    if not rows:
+        raise SystemExit("nothing to tabulate: give --solvers or --previous")
     best = {s: max((r for r in rows if r["solver"] == s), key=lambda r: r["mean_psnr"]) for s in {r["solver"] for r in rows}}
+    rounds = list(dict.fromkeys(r["command"] for r in rows))
     lines = [
-        f"Tuning of the `deblur()` defaults on held-out training images (`python benchmarks/tune_deblur.py --data DATA "
-        f"--images {args.images} --crop {args.crop} --kernels {args.kernels} --max-iter {args.max_iter} --fbs-strengths {args.fbs_strengths} "
-        f"--fbs-factors {args.fbs_factors} --admm-strengths {args.admm_strengths} --admm-steps {args.admm_steps}`): centre {args.crop}x{args.crop} "
+        f"Tuning of the `deblur()` defaults on held-out training images: centre {args.crop}x{args.crop} "
         f"crops of the last {args.images} of the 12 BSD400 images held out from training, Levin kernels {args.kernels}, noise "
         f"{', '.join(f'{s:g}' for s in NOISES_255)} /255, circular boundary, at most {args.max_iter} iterations. "
-        f"Mean PSNR (dB) over all problems. Machine: {machine()}; {time.time() - t0:.0f} s.",
+        "Models: the shipped certified models deblur() picks for each strength (final weights). PnP-ADMM's denoiser "
+        "is relaxed to alpha = 1/2 (firmly non-expansive), which caps its strength: equal columns are that cap. "
+        f"Mean PSNR (dB) over all problems. Machine: {machine()}. Rounds (each row's round is its number in the table): "
+        + "; ".join(f"{i}. `{c} --data DATA`" for i, c in enumerate(rounds, 1)) + ".",
         "",
-        "| solver | strength (sigma / noise) | step | PSNR 2.55 | PSNR 7.65 | PSNR 12.75 | mean PSNR | mean iterations |",
-        "|---|---|---|---|---|---|---|---|",
+        "| round | solver | strength (sigma / noise) | step | PSNR 2.55 | PSNR 7.65 | PSNR 12.75 | mean PSNR | mean iterations |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         step = (f"tau ‖A‖² = {r['step_factor']:g}" if "step_factor" in r else
                 f"tau = {r['step_scale']:g} / noise" if "step_scale" in r else f"tau = {r['step']:g}")
         mark = " **(default)**" if r is best[r["solver"]] else ""
         pn = r["per_noise"]
-        lines.append(f"| {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
+        lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
                      f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
     write_section("tuning", "## Tuning of the deblur() defaults (training images)\n\n" + "\n".join(lines))
     if args.json:

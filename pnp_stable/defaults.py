@@ -30,7 +30,8 @@ class SolverDefaults:
         PnP-ADMM: ``tau``.  None: the solver's own default.
     step_scale : float or None
         PnP-ADMM: ``tau = step_scale / noise_level`` (clipped to ``step_range``): the best ``tau``
-        of the tuning grid falls like ``1 / noise`` (10 at 2.55/255, 5 at 7.65, 2 at 12.75).
+        of the tuning grid falls like ``1 / noise`` (the tuned rule gives 20 at 2.55/255, 6.7 at
+        7.65, 4 at 12.75).
     step_range : (float, float)
         Clip of the noise-scaled step.
     """
@@ -59,8 +60,8 @@ class SolverDefaults:
 
 #: Tuned on training images (see the module notes); solvers not listed use ``SolverDefaults()``.
 DEFAULTS: dict[str, SolverDefaults] = {
-    "pnp-fbs": SolverDefaults(strength=1.0, step_factor=1.9),
-    "pnp-admm": SolverDefaults(strength=2.0, step_scale=0.1),
+    "pnp-fbs": SolverDefaults(strength=0.85, step_factor=1.9),
+    "pnp-admm": SolverDefaults(strength=4.0, step_scale=0.2),
 }
 
 

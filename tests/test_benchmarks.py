@@ -44,7 +44,12 @@ def test_run_fingerprints_follow_model_and_defaults(bench, tmp_path):
     assert fbs != admm and "gray-averaged-s25" in fbs  # different tuned defaults
     assert qd.setup_fingerprint("tikhonov", 1, None) == qd.setup_fingerprint("tikhonov", 3, None)
     # The model follows the strength the tuned defaults call the denoiser with.
-    assert qd.setup_fingerprint("admm", 1, None, 12.75) == admm
+    from denoisers import default_pretrained_name
+    from pnp_stable.defaults import defaults_for
+
+    for method, level in (("admm", 2.55), ("admm", 12.75), ("fbs", 12.75), ("fbs", 50.0)):
+        strength = defaults_for(f"pnp-{method}").strength * level / 255
+        assert qd.setup_fingerprint(method, 1, None, level).startswith(default_pretrained_name(1, strength) + ":")
     assert "gray-averaged-s50" in qd.setup_fingerprint("fbs", 1, None, 50.0)
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     a.write_bytes(b"one")
@@ -67,3 +72,38 @@ def test_divergences_are_counted_not_hidden(bench):
             {"converged": False, "stop": "diverged"}, {"converged": False, "stop": "max_iter"}]
     assert qd._other_stops(runs) == "diverged 2, max_iter 1"
     assert qd._other_stops(runs[:1]) == "-"
+
+
+def test_shipped_defaults_are_the_best_tuned_points_on_record():
+    # pnp_stable.defaults must ship what benchmarks/tune_deblur.py found best on training images.
+    from pnp_stable.defaults import defaults_for
+
+    rows = json.loads((BENCH / "runs" / "tuning.json").read_text())["rows"]
+    for solver in ("pnp-fbs", "pnp-admm"):
+        best = max((r for r in rows if r["solver"] == solver), key=lambda r: r["mean_psnr"])
+        shipped = defaults_for(solver)
+        assert shipped.strength == best["strength"]
+        assert shipped.step_factor == best.get("step_factor")
+        assert shipped.step_scale == best.get("step_scale")
+
+
+def test_tuning_rounds_merge_only_on_the_same_problems(bench, tmp_path, monkeypatch):
+    td = bench("tune_deblur")
+    prev = tmp_path / "round.json"
+    row = {"solver": "pnp-fbs", "strength": 1.0, "step_factor": 1.9, "mean_psnr": 20.0, "mean_iterations": 10,
+           "per_noise": {"2.55": 21.0, "7.65": 20.0, "12.75": 19.0}, "command": "python x", "problems":
+           {"images": 2, "crop": 32, "kernels": "1", "max_iter": 5}}
+    prev.write_text(json.dumps({"rows": [row]}))
+    monkeypatch.setattr(sys, "argv", ["tune_deblur.py", "--data", "nowhere", "--images", "3", "--crop", "32",
+                                      "--kernels", "1", "--max-iter", "5", "--solvers", "", "--previous", str(prev)])
+    monkeypatch.setattr(td, "held_out_crops", lambda *a, **k: __import__("torch").zeros(3, 1, 32, 32))
+    with pytest.raises(SystemExit, match="other problems"):
+        td.main()
+
+
+def test_tuning_records_its_command_without_local_paths(bench, monkeypatch):
+    td = bench("tune_deblur")
+    monkeypatch.setattr(sys, "argv", ["tune_deblur.py", "--data", "/home/me/bsd", "--images", "4", "--json=/tmp/o.json",
+                                      "--previous", "r1.json", "--admm-steps", ""])
+    assert td._argv_without_data_and_outputs() == ["--images", "4", "--admm-steps", ""]
+    assert td._quoted("") == "''" and td._quoted("1,6") == "1,6"
