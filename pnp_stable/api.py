@@ -259,7 +259,8 @@ def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denois
         raise ValueError("image contains NaN or Inf")
     op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
     sigma = _strength_and_step(denoiser, solver, noise_level, sigma, solver_options)
-    den = resolve_denoiser(denoiser, channels=y.shape[1], solver=solver)
+    # The shipped model is chosen for the strength it will be called with (gray 25 -> 50 above 32.5/255).
+    den = resolve_denoiser(denoiser, channels=y.shape[1], solver=solver, sigma=sigma)
     if device is not None:
         y, op = y.to(device), op.to(device)
         if isinstance(den, torch.nn.Module):

@@ -169,6 +169,26 @@ def test_deblur_default_uses_tuned_strength_and_step(small_camera, monkeypatch):
     assert seen["sigma"] == 0.05 and seen["step"] == 1.5
 
 
+@pytest.mark.parametrize("sigma", [10 / 255, 40 / 255])
+def test_deblur_default_model_follows_the_strength(small_camera, monkeypatch, sigma):
+    # deblur() must pick the shipped model for the strength the solver calls it with, as
+    # reconstruct() does: the model chosen at sigma is the one default_pretrained_name names.
+    from denoisers import default_pretrained_name
+    from denoisers import pretrained as pretrained_mod
+
+    asked = []
+    real = pretrained_mod.load_pretrained
+
+    def spy(name, *args, **kwargs):
+        asked.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(pretrained_mod, "load_pretrained", spy)
+    y = _blurred(small_camera, "box:3", 0.02)
+    deblur(y, "box:3", 0.02, sigma=sigma, max_iter=2, progress=False)
+    assert asked == [default_pretrained_name(1, sigma)]
+
+
 def test_deblur_default_colour_uses_the_colour_model(small_camera):
     from pnp_stable.api import resolve_denoiser
 
