@@ -74,13 +74,22 @@ def test_divergences_are_counted_not_hidden(bench):
     assert qd._other_stops(runs[:1]) == "-"
 
 
-def test_shipped_defaults_are_the_best_tuned_points_on_record():
-    # pnp_stable.defaults must ship what benchmarks/tune_deblur.py found best on training images.
+def test_tuning_choice_breaks_ties_towards_less_smoothing(bench):
+    td = bench("tune_deblur")
+    rows = [dict(strength=4.0, mean_psnr=24.43), dict(strength=3.0, mean_psnr=24.40), dict(strength=2.0, mean_psnr=24.30)]
+    assert td.choose_default(rows)["strength"] == 3.0
+    assert td.choose_default(rows, tie_db=0.0)["strength"] == 4.0
+    assert td.choose_default(rows, tie_db=1.0)["strength"] == 2.0
+
+
+def test_shipped_defaults_are_the_tuned_choice_on_record(bench):
+    # pnp_stable.defaults must ship what benchmarks/tune_deblur.py chose on training images.
     from pnp_stable.defaults import defaults_for
 
+    td = bench("tune_deblur")
     rows = json.loads((BENCH / "runs" / "tuning.json").read_text())["rows"]
     for solver in ("pnp-fbs", "pnp-admm"):
-        best = max((r for r in rows if r["solver"] == solver), key=lambda r: r["mean_psnr"])
+        best = td.choose_default([r for r in rows if r["solver"] == solver])
         shipped = defaults_for(solver)
         assert shipped.strength == best["strength"]
         assert shipped.step_factor == best.get("step_factor")
