@@ -60,8 +60,8 @@ class SolverDefaults:
 
 #: Tuned on training images (see the module notes); solvers not listed use ``SolverDefaults()``.
 DEFAULTS: dict[str, SolverDefaults] = {
-    "pnp-fbs": SolverDefaults(strength=0.7, step_factor=1.9),
-    "pnp-admm": SolverDefaults(strength=3.0, step_scale=0.2),
+    "pnp-fbs": SolverDefaults(strength=0.85, step_factor=1.9),
+    "pnp-admm": SolverDefaults(strength=4.0, step_scale=0.2),
 }
 
 
