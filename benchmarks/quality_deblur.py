@@ -44,7 +44,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from denoisers.data import ImageFolder  # noqa: E402
 from operators import Blur  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
-from pnp_stable import deblur, pnp_fbs, tikhonov_deblur  # noqa: E402
+from pnp_stable import deblur, reconstruct, tikhonov_deblur  # noqa: E402
 from pnp_stable.defaults import defaults_for  # noqa: E402
 
 SET_CHANNELS = {"set12": 1, "bsd68": 1, "cbsd10": 3, "cbsd68": 3, "set3c": 3}
@@ -87,9 +87,11 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
         tuned = defaults_for("pnp-fbs")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no certificate": recorded as guaranteed=False below
-            x, rep = pnp_fbs(y, op, den, sigma=tuned.strength * noise, step_factor=tuned.step_factor or 1.0,
-                             max_iter=max_iter, strict=False)
-        return x, rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
+            # reconstruct() runs a float32 network on the float64 problem in its own dtype.
+            r = reconstruct(y, op, denoiser=den, solver="pnp-fbs", sigma=tuned.strength * noise,
+                            step_factor=tuned.step_factor or 1.0, max_iter=max_iter, progress=False, strict=False)
+        rep = r.report
+        return r.image, rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
     raise ValueError(f"unknown method {method!r}")
 
 

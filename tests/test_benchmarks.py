@@ -116,3 +116,23 @@ def test_tuning_records_its_command_without_local_paths(bench, monkeypatch):
                                       "--previous", "r1.json", "--admm-steps", ""])
     assert td._argv_without_data_and_outputs() == ["--images", "4", "--admm-steps", ""]
     assert td._quoted("") == "''" and td._quoted("1,6") == "1,6"
+
+
+@pytest.mark.parametrize("method", ["tikhonov", "fbs", "admm", "pnp-tv", "baseline"])
+def test_every_deblurring_method_runs_on_the_float64_problem(bench, method):
+    # The protocol's problems are float64; a float32 network (the baseline) must still run.
+    import torch
+
+    from denoisers.baselines import DnCNN
+    from operators import Blur
+    from operators.noise import Gaussian
+
+    qd = bench("quality_deblur")
+    truth = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    op = Blur("box:3", boundary="circular", noise_model=Gaussian(0.05, rng=torch.Generator().manual_seed(0)))
+    y = op(truth, seed=1)
+    baseline = DnCNN(channels=1, width=4, depth=3) if method == "baseline" else None
+    x, its, conv, guar, stop = qd.run_one(method, y, op, "box:3", 0.05, 3, baseline)
+    assert x.shape == truth.shape and x.dtype == torch.float64 and bool(torch.isfinite(x).all())
+    assert guar is (None if method == "tikhonov" else method in ("fbs", "admm"))
+    assert isinstance(stop, str) and (its == 0) == (method == "tikhonov")
