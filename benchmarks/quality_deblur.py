@@ -212,13 +212,15 @@ def main() -> None:
     partial = len(runs) < expected
     lines = [
         f"`python benchmarks/quality_deblur.py --data DATA/test --sets {args.sets}{f' --limit {args.limit}' if args.limit else ''} "
-        f"--kernels {args.kernels} --levels {args.levels} --methods {args.methods} --max-iter {args.max_iter}` "
+        f"--kernels {args.kernels} --levels {args.levels} --methods {args.methods}{' --baseline BASELINE' if args.baseline else ''} --max-iter {args.max_iter}` "
         f"({'a SUBSET of the protocol: ' if args.limit or len(kernels) < 8 else ''}"
         f"{len({(r['set'], r['image']) for r in runs})} images, Levin kernels {args.kernels}"
         f"{f'; PARTIAL: {len(runs)} of {expected} runs so far' if partial else ''}; runs recorded in "
         f"`benchmarks/runs/{record.name}` and reused while model and defaults are unchanged). Circular blur, seeded noise; "
         "fbs/admm: deblur() with the shipped certified denoiser and its tuned defaults; pnp-tv: PnP-FBS with deepinv's "
-        "TVDenoiser (no certificate). Mean PSNR (dB) / SSIM; iterations mean (max); 'conv.' counts runs that reached the "
+        "TVDenoiser (no certificate)"
+        f"{f'; baseline: PnP-FBS with the matched unconstrained network `{Path(args.baseline).name}` (no certificate), same defaults as fbs' if args.baseline else ''}"
+        ". Mean PSNR (dB) / SSIM; iterations mean (max); 'conv.' counts runs that reached the "
         f"1e-4 residual; 'other stops' counts runs ended otherwise (diverged, non-monotone, non-finite, max_iter); seconds per run (mean). Machine: {machine()}.",
         "",
         "| set | noise /255 | method | runs | PSNR / SSIM | iterations | conv. | other stops | guaranteed | s / run |",
