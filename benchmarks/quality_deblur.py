@@ -84,7 +84,7 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
             den = TVDenoiser(n_it_max=50)
         else:
             den = baseline
-        tuned = defaults_for("pnp-fbs")
+        tuned = defaults_for("pnp-fbs", y.shape[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no certificate": recorded as guaranteed=False below
             # reconstruct() runs a float32 network on the float64 problem in its own dtype.
@@ -119,13 +119,13 @@ def setup_fingerprint(method: str, channels: int, baseline_path: str | None, lev
         return "tikhonov-gradient-discrepancy"
     if method in ("fbs", "admm"):
         solver = f"pnp-{method}"
-        tuned = defaults_for(solver)
+        tuned = defaults_for(solver, channels)
         # The model deblur() will pick: the default for the strength it calls the denoiser with.
         name = default_pretrained_name(channels, None if level is None else tuned.strength * level / 255)
         return f"{name}:{file_digest(pretrained_path(name))}:{tuned}"
     if method == "pnp-tv":
-        return f"tv-n50:{defaults_for('pnp-fbs')}"
-    return f"baseline:{file_digest(baseline_path)}:{defaults_for('pnp-fbs')}"
+        return f"tv-n50:{defaults_for('pnp-fbs', channels)}"
+    return f"baseline:{file_digest(baseline_path)}:{defaults_for('pnp-fbs', channels)}"
 
 
 def load_runs(path: Path) -> list[dict]:
@@ -210,6 +210,8 @@ def main() -> None:
     expected = sum(len(ImageFolder(Path(args.data) / n, SET_CHANNELS[n], limit=args.limit)) for n in args.sets.split(",")) \
         * len(kernels) * len(levels) * len(methods)
     partial = len(runs) < expected
+    # Describe only the methods this table has.
+    tv_note = "; pnp-tv: PnP-FBS with deepinv's TVDenoiser (no certificate)" if "pnp-tv" in methods else ""
     lines = [
         f"`python benchmarks/quality_deblur.py --data DATA/test --sets {args.sets}{f' --limit {args.limit}' if args.limit else ''} "
         f"--kernels {args.kernels} --levels {args.levels} --methods {args.methods}{' --baseline BASELINE' if args.baseline else ''} --max-iter {args.max_iter}` "
@@ -217,8 +219,8 @@ def main() -> None:
         f"{len({(r['set'], r['image']) for r in runs})} images, Levin kernels {args.kernels}"
         f"{f'; PARTIAL: {len(runs)} of {expected} runs so far' if partial else ''}; runs recorded in "
         f"`benchmarks/runs/{record.name}` and reused while model and defaults are unchanged). Circular blur, seeded noise; "
-        "fbs/admm: deblur() with the shipped certified denoiser and its tuned defaults; pnp-tv: PnP-FBS with deepinv's "
-        "TVDenoiser (no certificate)"
+        "fbs/admm: deblur() with the shipped certified denoiser and its tuned defaults (gray and colour apart)"
+        f"{tv_note}"
         f"{f'; baseline: PnP-FBS with the matched unconstrained network `{Path(args.baseline).name}` (no certificate), same defaults as fbs' if args.baseline else ''}"
         ". Mean PSNR (dB) / SSIM; iterations mean (max); 'conv.' counts runs that reached the "
         f"1e-4 residual; 'other stops' counts runs ended otherwise (diverged, non-monotone, non-finite, max_iter); seconds per run (mean). Machine: {machine()}.",

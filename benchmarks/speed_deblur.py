@@ -134,7 +134,7 @@ def per_iteration(case: str, iterations: int, repeats: int) -> list[dict]:
     rows = []
     for solver, deepinv_name in (("pnp-fbs", "PGD"), ("pnp-admm", "ADMM")):
         den = resolve_denoiser("default", channels=channels, solver=solver)
-        tuned = defaults_for(solver)
+        tuned = defaults_for(solver, channels)
         sigma = tuned.strength * NOISE
         if solver == "pnp-fbs":
             step = tuned.step_factor / operator_norm(op, tuple(y.shape)).value ** 2

@@ -54,14 +54,28 @@ def grids(args) -> dict[str, list[dict]]:
     }
 
 
-def held_out_crops(folder: str, n: int, crop: int, val_split: int = 12) -> torch.Tensor:
-    """Centre crops of the last ``n`` of the ``val_split`` images held out from training."""
-    imgs = ImageFolder(folder, 1).images[-val_split:][-n:]
+def held_out_crops(folder: str, n: int, crop: int, val_split: int = 12, channels: int = 1) -> torch.Tensor:
+    """Centre crops (n, channels, crop, crop) of the last ``n`` of the ``val_split`` images held out from training."""
+    imgs = ImageFolder(folder, channels).images[-val_split:][-n:]
     out = []
     for im in imgs:
         r0, c0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
-        out.append(im[r0 : r0 + crop, c0 : c0 + crop, 0].astype(np.float64) / 255)
-    return torch.from_numpy(np.stack(out))[:, None]
+        out.append(im[r0 : r0 + crop, c0 : c0 + crop, :].astype(np.float64) / 255)
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def same_problems(recorded: dict | None, current: dict) -> bool:
+    """Whether a recorded round was scored on ``current``'s problems (rounds from before the
+    ``channels`` key were gray).
+
+    Examples
+    --------
+    >>> same_problems({"images": 4, "crop": 128}, {"images": 4, "crop": 128, "channels": 1})
+    True
+    >>> same_problems({"images": 4, "crop": 128}, {"images": 4, "crop": 128, "channels": 3})
+    False
+    """
+    return recorded is not None and {"channels": 1, **recorded} == current
 
 
 def psnr(x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -110,7 +124,8 @@ def _quoted(arg: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help="training folder (BSD400); its last 12 images are the held-out ones")
+    ap.add_argument("--data", required=True, help="training folder (BSD400 or CBSD432); its last 12 images are the held-out ones")
+    ap.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1: gray defaults (section 'tuning'); 3: colour ('tuning-colour')")
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--crop", type=int, default=96)
     ap.add_argument("--kernels", default="1,6")
@@ -126,14 +141,14 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     grid = grids(args)
-    truth = held_out_crops(args.data, args.images, args.crop)
+    truth = held_out_crops(args.data, args.images, args.crop, channels=args.channels)
     kernels = [int(k) for k in args.kernels.split(",")]
     problems = []
     for k, s in itertools.product(kernels, NOISES_255):
         op = Blur(f"levin:{k}", boundary="circular", noise_model=Gaussian(s / 255, rng=torch.Generator().manual_seed(k)))
         problems.append((k, s, op(truth, seed=1000 * k + int(s * 100))))
     # What a row's score depends on: rows of earlier rounds are merged only when it matches.
-    problem_set = dict(images=args.images, crop=args.crop, kernels=args.kernels, max_iter=args.max_iter)
+    problem_set = dict(images=args.images, crop=args.crop, kernels=args.kernels, max_iter=args.max_iter, channels=args.channels)
     command = "python benchmarks/tune_deblur.py " + " ".join(_quoted(a) for a in _argv_without_data_and_outputs())
     rows, t0 = [], time.time()
     for solver in filter(None, args.solvers.split(",")):
@@ -155,17 +170,17 @@ def main() -> None:
     for prev in args.previous:
         # JSON keys are strings: restore the float noise levels of per_noise.
         for r in json.loads(Path(prev).read_text())["rows"]:
-            if r.get("problems") != problem_set:
+            if not same_problems(r.get("problems"), problem_set):
                 raise SystemExit(f"{prev}: a row was scored on other problems ({r.get('problems')}), not {problem_set}: "
                                  "rounds merge only on the same images, crop, kernels and max-iter")
-            rows.append({**r, "per_noise": {float(k): v for k, v in r["per_noise"].items()}})
+            rows.append({**r, "problems": problem_set, "per_noise": {float(k): v for k, v in r["per_noise"].items()}})
     if not rows:
         raise SystemExit("nothing to tabulate: give --solvers or --previous")
     best = {s: choose_default([r for r in rows if r["solver"] == s]) for s in {r["solver"] for r in rows}}
     rounds = list(dict.fromkeys(r["command"] for r in rows))
     lines = [
         f"Tuning of the `deblur()` defaults on held-out training images: centre {args.crop}x{args.crop} "
-        f"crops of the last {args.images} of the 12 BSD400 images held out from training, Levin kernels {args.kernels}, noise "
+        f"crops of the last {args.images} of the 12 {'BSD400 gray' if args.channels == 1 else 'CBSD432 colour'} images held out from training, Levin kernels {args.kernels}, noise "
         f"{', '.join(f'{s:g}' for s in NOISES_255)} /255, circular boundary, at most {args.max_iter} iterations. "
         "Default (bold): the best mean PSNR. "
         "Models: the shipped certified models deblur() picks for each strength (final weights). PnP-ADMM's denoiser "
@@ -183,7 +198,8 @@ def main() -> None:
         pn = r["per_noise"]
         lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
                      f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
-    write_section("tuning", "## Tuning of the deblur() defaults (training images)\n\n" + "\n".join(lines))
+    section, title = ("tuning", "") if args.channels == 1 else ("tuning-colour", ", colour images")
+    write_section(section, f"## Tuning of the deblur() defaults (training images{title})\n\n" + "\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "best": best}, indent=1))
     print("best:", json.dumps(best, indent=1))

@@ -94,16 +94,17 @@ def _match_dtype(denoiser, dtype: torch.dtype):
     return denoiser
 
 
-def _strength_and_step(denoiser, solver: str, noise_level: float | None, sigma: float | None, solver_options: dict) -> float:
+def _strength_and_step(denoiser, solver: str, noise_level: float | None, sigma: float | None, solver_options: dict,
+                       channels: int = 1) -> float:
     """The denoiser strength to use, and the tuned step added to ``solver_options`` (in place).
 
-    With the shipped denoiser, strength and step were tuned together on training images
-    (:mod:`pnp_stable.defaults`); explicit values always win.
+    With the shipped denoiser, strength and step were tuned together on training images, for
+    gray and colour apart (:mod:`pnp_stable.defaults`); explicit values always win.
     """
     shipped = isinstance(denoiser, str) and denoiser == "default"
     if not shipped:
         return sigma if sigma is not None else (noise_level or 0.0)
-    tuned = defaults_for(solver)
+    tuned = defaults_for(solver, channels)
     if "step" not in solver_options and "step_factor" not in solver_options:
         if tuned.step_factor is not None:
             solver_options["step_factor"] = tuned.step_factor
@@ -166,7 +167,7 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     """
     fn = get_solver(solver)
     solver_options = dict(solver_options)
-    sigma = _strength_and_step(denoiser, solver, _noise_level(operator), sigma, solver_options)
+    sigma = _strength_and_step(denoiser, solver, _noise_level(operator), sigma, solver_options, channels=y.shape[1])
     den = _match_dtype(resolve_denoiser(denoiser, channels=y.shape[1], solver=solver, sigma=sigma), y.dtype)
     x, report = fn(y, operator, den, sigma=sigma, max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
     return Reconstruction(x, report)
@@ -258,7 +259,7 @@ def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denois
     if not bool(torch.isfinite(y).all()):
         raise ValueError("image contains NaN or Inf")
     op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
-    sigma = _strength_and_step(denoiser, solver, noise_level, sigma, solver_options)
+    sigma = _strength_and_step(denoiser, solver, noise_level, sigma, solver_options, channels=y.shape[1])
     # The shipped model is chosen for the strength it will be called with (gray 25 -> 50 above 32.5/255).
     den = resolve_denoiser(denoiser, channels=y.shape[1], solver=solver, sigma=sigma)
     if device is not None:

@@ -5,15 +5,17 @@ guarantee: the denoiser strength ``sigma`` (through the calibrated relaxation
 ``theta(sigma)`` of :class:`denoisers.AveragedDenoiser`) and the solver step ``tau``
 (PnP-FBS: ``tau = step_factor / ||A||^2`` with ``step_factor < 2``; PnP-ADMM: any
 ``tau > 0``).  The values below were tuned by ``benchmarks/tune_deblur.py`` on held-out
-*training* images (BSD400), never on a test set; ``benchmarks/RESULTS.md`` ("tuning") has the
-grid, the scores and the command.
+*training* images, never on a test set: gray images on BSD400 (``benchmarks/RESULTS.md``,
+section "tuning"), colour images on CBSD432 (section "tuning-colour").  Colour has its own
+defaults because it is served by other models (the colour sigma-25 model, and the gray sigma-50
+model channel by channel above its switch level), so the best strength differs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SolverDefaults", "DEFAULTS", "defaults_for"]
+__all__ = ["SolverDefaults", "DEFAULTS", "COLOUR_DEFAULTS", "defaults_for"]
 
 
 @dataclass(frozen=True)
@@ -58,21 +60,44 @@ class SolverDefaults:
         return float(min(hi, max(lo, self.step_scale / noise_level))) if noise_level > 0 else hi
 
 
-#: Tuned on training images (see the module notes); solvers not listed use ``SolverDefaults()``.
+#: Gray images, tuned on BSD400 held-out training crops; solvers not listed use ``SolverDefaults()``.
 DEFAULTS: dict[str, SolverDefaults] = {
     "pnp-fbs": SolverDefaults(strength=0.85, step_factor=1.9),
     "pnp-admm": SolverDefaults(strength=4.0, step_scale=0.2),
 }
 
 
-def defaults_for(solver: str) -> SolverDefaults:
-    """The tuned defaults of ``solver`` (neutral ones for solvers that were not tuned).
+#: Colour images, tuned on CBSD432 held-out training crops; solvers not listed use the gray ones.
+COLOUR_DEFAULTS: dict[str, SolverDefaults] = {
+    "pnp-fbs": SolverDefaults(strength=0.7, step_factor=1.9),
+    # Strength 3 keeps the colour sigma-25 model up to noise 14.7/255 (the gray tuning's 4 sends
+    # colour to the gray sigma-50 model channel by channel at 11/255, which over-smooths).
+    "pnp-admm": SolverDefaults(strength=3.0, step_scale=0.15),
+}
+
+
+def defaults_for(solver: str, channels: int = 1) -> SolverDefaults:
+    """The tuned defaults of ``solver`` for ``channels``-channel images (neutral ones for
+    solvers that were not tuned).
+
+    Parameters
+    ----------
+    solver : str
+        A registered solver name.
+    channels : int
+        1 (gray) or 3 (colour).
 
     Examples
     --------
     >>> defaults_for("pnp-fbs").step_factor < 2
     True
+    >>> defaults_for("pnp-admm", channels=3).strength > 0
+    True
     >>> defaults_for("my-solver").step_for(0.01) is None
     True
     """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (gray) or 3 (colour); got {channels}")
+    if channels == 3 and solver in COLOUR_DEFAULTS:
+        return COLOUR_DEFAULTS[solver]
     return DEFAULTS.get(solver, SolverDefaults())

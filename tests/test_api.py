@@ -169,6 +169,38 @@ def test_deblur_default_uses_tuned_strength_and_step(small_camera, monkeypatch):
     assert seen["sigma"] == 0.05 and seen["step"] == 1.5
 
 
+def test_deblur_colour_uses_the_colour_defaults(small_camera, monkeypatch):
+    # Colour images are served by other models than gray ones, so they have their own tuned
+    # defaults: deblur() must take those for 3 channels and the gray ones for 1.
+    from pnp_stable import defaults as defaults_mod
+    from pnp_stable.registry import register_solver
+
+    seen = {}
+
+    def spy(y, operator, denoiser, **kw):
+        seen.update(kw, channels=y.shape[1])
+        return y, None
+
+    register_solver("test-spy-colour", guarantee="none", denoiser_alpha=0.3, replace=True)(spy)
+    monkeypatch.setitem(defaults_mod.DEFAULTS, "test-spy-colour", defaults_mod.SolverDefaults(strength=1.0, step=3.0))
+    monkeypatch.setitem(defaults_mod.COLOUR_DEFAULTS, "test-spy-colour", defaults_mod.SolverDefaults(strength=2.0, step=5.0))
+    rgb = np.stack([small_camera] * 3, axis=-1)
+    deblur(_blurred(rgb, "box:3", 0.04), "box:3", 0.04, solver="test-spy-colour", channel_axis=-1, progress=False)
+    assert seen["channels"] == 3 and seen["sigma"] == pytest.approx(0.08) and seen["step"] == 5.0
+    deblur(_blurred(small_camera, "box:3", 0.04), "box:3", 0.04, solver="test-spy-colour", progress=False)
+    assert seen["channels"] == 1 and seen["sigma"] == pytest.approx(0.04) and seen["step"] == 3.0
+
+
+def test_defaults_for_colour_falls_back_to_gray_and_checks_channels(monkeypatch):
+    from pnp_stable import defaults as defaults_mod
+
+    monkeypatch.setitem(defaults_mod.DEFAULTS, "gray-only", defaults_mod.SolverDefaults(strength=1.5))
+    assert defaults_mod.defaults_for("gray-only", 3).strength == 1.5  # no colour entry: the gray one
+    assert defaults_mod.defaults_for("pnp-admm", 3) is defaults_mod.COLOUR_DEFAULTS["pnp-admm"]
+    with pytest.raises(ValueError, match="channels must be 1"):
+        defaults_mod.defaults_for("pnp-fbs", 2)
+
+
 @pytest.mark.parametrize("sigma", [10 / 255, 40 / 255])
 def test_deblur_default_model_follows_the_strength(small_camera, monkeypatch, sigma):
     # deblur() must pick the shipped model for the strength the solver calls it with, as

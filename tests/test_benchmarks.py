@@ -51,6 +51,10 @@ def test_run_fingerprints_follow_model_and_defaults(bench, tmp_path):
         strength = defaults_for(f"pnp-{method}").strength * level / 255
         assert qd.setup_fingerprint(method, 1, None, level).startswith(default_pretrained_name(1, strength) + ":")
     assert "gray-averaged-s50" in qd.setup_fingerprint("fbs", 1, None, 50.0)
+    for method in ("fbs", "admm"):  # colour runs follow the colour defaults and models
+        strength = defaults_for(f"pnp-{method}", 3).strength * 12.75 / 255
+        fp = qd.setup_fingerprint(method, 3, None, 12.75)
+        assert fp.startswith(default_pretrained_name(3, strength) + ":") and fp.endswith(str(defaults_for(f"pnp-{method}", 3)))
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     a.write_bytes(b"one")
     b.write_bytes(b"two")
@@ -87,13 +91,17 @@ def test_shipped_defaults_are_the_tuned_choice_on_record(bench):
     from pnp_stable.defaults import defaults_for
 
     td = bench("tune_deblur")
-    rows = json.loads((BENCH / "runs" / "tuning.json").read_text())["rows"]
-    for solver in ("pnp-fbs", "pnp-admm"):
-        best = td.choose_default([r for r in rows if r["solver"] == solver])
-        shipped = defaults_for(solver)
-        assert shipped.strength == best["strength"]
-        assert shipped.step_factor == best.get("step_factor")
-        assert shipped.step_scale == best.get("step_scale")
+    for channels, record in ((1, "tuning.json"), (3, "tuning-colour.json")):
+        rows = json.loads((BENCH / "runs" / record).read_text())["rows"]
+        for solver in ("pnp-fbs", "pnp-admm"):
+            scored = [r for r in rows if r["solver"] == solver]
+            # Each record holds rounds on its own images only (gray BSD400 / colour CBSD432).
+            assert scored and all(r["problems"].get("channels", 1) == channels for r in scored)
+            best = td.choose_default(scored)
+            shipped = defaults_for(solver, channels)
+            assert shipped.strength == best["strength"]
+            assert shipped.step_factor == best.get("step_factor")
+            assert shipped.step_scale == best.get("step_scale")
 
 
 def test_tuning_rounds_merge_only_on_the_same_problems(bench, tmp_path, monkeypatch):
@@ -108,6 +116,23 @@ def test_tuning_rounds_merge_only_on_the_same_problems(bench, tmp_path, monkeypa
     monkeypatch.setattr(td, "held_out_crops", lambda *a, **k: __import__("torch").zeros(3, 1, 32, 32))
     with pytest.raises(SystemExit, match="other problems"):
         td.main()
+
+
+def test_tuning_crops_held_out_images_in_their_channels(bench, tmp_path):
+    import torch
+    from skimage import io
+
+    td = bench("tune_deblur")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        io.imsave(tmp_path / f"{i}.png", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), check_contrast=False)
+    colour = td.held_out_crops(str(tmp_path), 2, 16, val_split=3, channels=3)
+    gray = td.held_out_crops(str(tmp_path), 2, 16, val_split=3)
+    assert colour.shape == (2, 3, 16, 16) and gray.shape == (2, 1, 16, 16) and colour.dtype == torch.float64
+    last = io.imread(tmp_path / "4.png")[12:28, 17:33].astype(np.float64) / 255  # centre crop of the last image
+    assert np.allclose(colour[1].permute(1, 2, 0).numpy(), last)
+    assert not td.same_problems({"images": 2, "crop": 16}, {"images": 2, "crop": 16, "channels": 3})
+    assert td.same_problems({"images": 2, "crop": 16, "channels": 3}, {"images": 2, "crop": 16, "channels": 3})
 
 
 def test_tuning_records_its_command_without_local_paths(bench, monkeypatch):
