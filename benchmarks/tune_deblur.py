@@ -102,6 +102,19 @@ def choose_default(rows: list[dict], tie_db: float = TIE_DB) -> dict:
     return min((r for r in rows if r["mean_psnr"] >= top - tie_db), key=lambda r: (r["strength"], -r["mean_psnr"]))
 
 
+def per_level_gain(rows: list[dict], default: dict) -> dict[float, float]:
+    """For each noise level, how much (dB) the best grid point *at that level* beats ``default``:
+    what per-level defaults could gain over one default for all levels, on the same problems.
+
+    Examples
+    --------
+    >>> a = dict(per_noise={2.55: 30.0, 12.75: 24.0}); b = dict(per_noise={2.55: 29.5, 12.75: 24.3})
+    >>> per_level_gain([a, b], a)
+    {2.55: 0.0, 12.75: 0.3}
+    """
+    return {lv: round(max(r["per_noise"][lv] for r in rows) - default["per_noise"][lv], 6) for lv in default["per_noise"]}
+
+
 def _argv_without_data_and_outputs() -> list[str]:
     """This round's options as given, less --data (a local path), --previous and --json (file names)."""
     out, skip = [], False
@@ -199,9 +212,13 @@ def main() -> None:
         lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
                      f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
     section, title = ("tuning", "") if args.channels == 1 else ("tuning-colour", ", colour images")
+    gains = {s: per_level_gain([r for r in rows if r["solver"] == s], b) for s, b in best.items()}
+    lines += ["", "Per-level defaults (the best grid point at each noise level) would gain over the single default, "
+              "on these problems: " + "; ".join(
+                  f"{s} " + ", ".join(f"{g:.2f} dB at {lv:g}" for lv, g in gains[s].items()) for s in sorted(gains)) + "."]
     write_section(section, f"## Tuning of the deblur() defaults (training images{title})\n\n" + "\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "best": best}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "best": best, "per_level_gain": gains}, indent=1))
     print("best:", json.dumps(best, indent=1))
 
 

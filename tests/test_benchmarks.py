@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -16,9 +17,22 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 def _import_script(name: str):
     # The scripts import their helper ``_report`` from their folder, then drop that folder from
     # sys.path (so that it cannot shadow the packages): put it back for every import.
+    # Loaded from its file under a name of its own: benchmarks/operators.py must not resolve to
+    # the operators package (or the other way round).
+    module_name = f"benchmark_script_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
     sys.path.insert(0, str(BENCH))
     try:
-        return importlib.import_module(name)
+        spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+        return module
     finally:
         while str(BENCH) in sys.path:
             sys.path.remove(str(BENCH))
@@ -161,3 +175,20 @@ def test_every_deblurring_method_runs_on_the_float64_problem(bench, method):
     assert x.shape == truth.shape and x.dtype == torch.float64 and bool(torch.isfinite(x).all())
     assert guar is (None if method == "tikhonov" else method in ("fbs", "admm"))
     assert isinstance(stop, str) and (its == 0) == (method == "tikhonov")
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("*.py")))
+def test_benchmark_docstring_examples_pass(bench, script):
+    # pytest collects doctests from the packages only; the scripts' examples are checked here.
+    import doctest
+
+    result = doctest.testmod(bench(script), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+
+
+def test_per_level_gain_is_what_the_best_point_per_level_adds(bench):
+    td = bench("tune_deblur")
+    rows = [dict(strength=s, per_noise={2.55: p1, 12.75: p2}) for s, p1, p2 in ((1, 30.0, 24.0), (2, 30.4, 23.0), (3, 29.0, 24.2))]
+    gain = td.per_level_gain(rows, rows[0])
+    assert gain == pytest.approx({2.55: 0.4, 12.75: 0.2})
+    assert min(td.per_level_gain(rows, r)[2.55] for r in rows) == 0.0
