@@ -7,12 +7,14 @@ small grid is scored by the mean PSNR over noise levels 2.55, 7.65, 12.75 /255, 
 kernels and centre crops of the 12 BSD400 images held out from training (never a test set);
 the best point per solver is what :mod:`pnp_stable.defaults` ships.
 
-Writes the "tuning" section of benchmarks/RESULTS.md (every grid point and its score).
+Writes the "tuning" (gray) or "tuning-colour" (``--channels 3``) section of
+benchmarks/RESULTS.md (every grid point and its score), or the one named by ``--section``.
 
 Usage::
 
     python benchmarks/tune_deblur.py --data ../shared/data/train/bsd400 [--images 3] [--crop 96]
         [--kernels 1,6] [--max-iter 60] [--previous earlier.json] [--json out.json]
+    python benchmarks/tune_deblur.py --data ../shared/data/train/cbsd432 --channels 3 ...
 """
 
 from __future__ import annotations
@@ -122,10 +124,10 @@ def _argv_without_data_and_outputs() -> list[str]:
         if skip:
             skip = False
             continue
-        if a in ("--data", "--previous", "--json"):
+        if a in ("--data", "--previous", "--json", "--section"):
             skip = True
             continue
-        if a.split("=")[0] in ("--data", "--previous", "--json"):
+        if a.split("=")[0] in ("--data", "--previous", "--json", "--section"):
             continue
         out.append(a)
     return out
@@ -149,6 +151,7 @@ def main() -> None:
     ap.add_argument("--admm-strengths", default="2,3,4")
     ap.add_argument("--admm-steps", default="2,5")
     ap.add_argument("--admm-step-scales", default="", help="also try tau = scale / noise (comma separated scales)")
+    ap.add_argument("--section", default=None, help="RESULTS.md section to write (default: 'tuning' or 'tuning-colour')")
     ap.add_argument("--previous", action="append", default=[],
                     help="JSON of an earlier round on the same problems: its rows join the table and the choice")
     ap.add_argument("--json", default=None)
@@ -211,12 +214,13 @@ def main() -> None:
         pn = r["per_noise"]
         lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
                      f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
-    section, title = ("tuning", "") if args.channels == 1 else ("tuning-colour", ", colour images")
+    section = args.section or ("tuning" if args.channels == 1 else "tuning-colour")
+    title = f"{'gray' if args.channels == 1 else 'colour'} training images, {args.images} crops of {args.crop}x{args.crop}"
     gains = {s: per_level_gain([r for r in rows if r["solver"] == s], b) for s, b in best.items()}
     lines += ["", "Per-level defaults (the best grid point at each noise level) would gain over the single default, "
               "on these problems: " + "; ".join(
                   f"{s} " + ", ".join(f"{g:.2f} dB at {lv:g}" for lv, g in gains[s].items()) for s in sorted(gains)) + "."]
-    write_section(section, f"## Tuning of the deblur() defaults (training images{title})\n\n" + "\n".join(lines))
+    write_section(section, f"## Tuning of the deblur() defaults ({title})\n\n" + "\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "best": best, "per_level_gain": gains}, indent=1))
     print("best:", json.dumps(best, indent=1))
