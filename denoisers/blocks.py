@@ -30,7 +30,7 @@ from torch import nn
 
 from .activations import get_activation
 from .integrators import get_integrator
-from .spectral import ConvNormBound, certified_conv_norm, symbol_power_step
+from .spectral import ConvNormBound, certified_conv_norm, power_estimate, symbol_power_step
 
 __all__ = ["GradientFlowBlock", "StepSchedule"]
 
@@ -133,9 +133,8 @@ class GradientFlowBlock(nn.Module):
         weight = torch.randn(self.hidden, self.channels, kernel_size, kernel_size)
         # Start at ||A|| = 1 (estimated), so one sub-step suffices at initialisation.
         u = torch.randn(power_grid, power_grid // 2 + 1, self.channels, dtype=torch.complex64)
-        for _ in range(30):
-            est, u = symbol_power_step(weight, u)
-        self.weight = nn.Parameter(weight / float(est))
+        est, u = power_estimate(weight, u, 30)
+        self.weight = nn.Parameter(weight / est)
         self.bias = nn.Parameter(torch.zeros(self.hidden))
         # Guarantee-relevant state lives in buffers, so it is saved and moved with the model.
         self.register_buffer("power_vectors", u)

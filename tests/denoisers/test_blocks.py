@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from denoisers import ACTIVATIONS, GradientFlowBlock, certified_conv_norm, conv_norm_on_grid, get_integrator
-from denoisers.spectral import symbol_power_step
+from denoisers.spectral import power_estimate, symbol_power_step
 
 
 def _pairs(shape, n=8, seed=0):
@@ -118,6 +118,44 @@ def test_certified_bound_covers_zero_padding_on_any_size():
         basis = torch.eye(n, dtype=torch.float64).reshape(n, 2, h, w)
         M = torch.nn.functional.conv2d(basis, W, padding=1).reshape(n, -1)
         assert float(torch.linalg.matrix_norm(M, ord=2)) <= bound
+
+
+@pytest.mark.parametrize("cout,cin,k,n", [(2, 5, 3, 7), (5, 2, 3, 8), (3, 3, 5, 9), (1, 4, 1, 6)])
+def test_grid_norm_equals_dense_circular_operator_norm(cout, cin, k, n):
+    """The Gram-tap evaluation gives the exact norm of the circular convolution (dense SVD)."""
+    W = torch.randn(cout, cin, k, k, generator=torch.Generator().manual_seed(cout * 10 + cin), dtype=torch.float64)
+    size = cin * n * n
+    basis = torch.eye(size, dtype=torch.float64).reshape(size, cin, n, n)
+    p = k // 2
+    padded = torch.nn.functional.pad(basis, (p, p, p, p), mode="circular")
+    dense = torch.nn.functional.conv2d(padded, W).reshape(size, -1)
+    exact = float(torch.linalg.matrix_norm(dense, ord=2))
+    assert conv_norm_on_grid(W, n) == pytest.approx(exact, rel=1e-12)
+
+
+def test_refined_grid_equals_direct_grid():
+    """Refining n -> 2n reuses the n-grid values and computes the others: same as the 2n grid."""
+    from denoisers.spectral import _eigenvalues_on_grid, _gram_taps, _refine
+
+    C = _gram_taps(torch.randn(3, 4, 3, 3, generator=torch.Generator().manual_seed(2)))
+    direct = _eigenvalues_on_grid(C, 16)
+    refined = _refine(C, _eigenvalues_on_grid(C, 8), 8)
+    assert refined.shape == direct.shape == (16, 9)
+    torch.testing.assert_close(refined, direct, rtol=1e-12, atol=1e-12)
+
+
+def test_power_estimate_matches_repeated_power_steps():
+    W = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+    u0 = torch.randn(16, 9, 3, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    u = u0
+    for _ in range(10):
+        est, u = symbol_power_step(W, u)
+    est_fixed, u_fixed = power_estimate(W, u0, 10)
+    assert est_fixed == pytest.approx(float(est), rel=1e-5)
+    torch.testing.assert_close(u_fixed, u, rtol=1e-4, atol=1e-5)
+    assert est_fixed <= conv_norm_on_grid(W, 16) * (1 + 1e-5)
+    with pytest.raises(ValueError, match="at least 1"):
+        power_estimate(W, u0, 0)
 
 
 def test_certified_bound_errors():
