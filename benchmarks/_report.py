@@ -14,7 +14,13 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def machine() -> str:
-    """One line describing where the numbers were taken."""
+    """One line describing where the numbers were taken.
+
+    Examples
+    --------
+    >>> "torch threads" in machine()
+    True
+    """
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -28,7 +34,14 @@ def machine() -> str:
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 2) -> dict[str, float]:
     """Median wall time (s) of each callable, timed round-robin so that load spikes on a
-    shared machine hit all contenders alike."""
+    shared machine hit all contenders alike.
+
+    Examples
+    --------
+    >>> t = interleaved_medians({"sum": lambda: sum(range(1000)), "noop": lambda: None}, repeats=3, warmup=1)
+    >>> sorted(t), all(v >= 0 for v in t.values())
+    (['noop', 'sum'], True)
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -41,10 +54,24 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], *, repeats: int, w
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of RESULTS.md, leaving the others alone."""
+def write_section(name: str, body: str, path: Path | None = None) -> None:
+    """Replace (or append) the section ``name`` of RESULTS.md (or ``path``), leaving the others alone.
+
+    The file is replaced atomically, so a killed run never leaves it half written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> results = Path(tempfile.mkdtemp()) / "RESULTS.md"
+    >>> write_section("speed", "old table", results)
+    >>> write_section("speed", "new table", results)
+    >>> text = results.read_text()
+    >>> "new table" in text, "old table" in text
+    (True, False)
+    """
+    path = RESULTS if path is None else Path(path)
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach section is written by the script it names; rerun the script to refresh it.\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\nEach section is written by the script it names; rerun the script to refresh it.\n"
     block = f"{start}\n{body.rstrip()}\n{end}"
     if start in text and end in text:
         head, rest = text.split(start, 1)
@@ -52,6 +79,6 @@ def write_section(name: str, body: str) -> None:
         text = head + block + tail
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
-    tmp.replace(RESULTS)
+    tmp.replace(path)

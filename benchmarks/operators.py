@@ -41,7 +41,15 @@ GAMMA = 50.0
 
 def admm_prox_iterations(op: Blur, y: torch.Tensor, steps: int = 20) -> float:
     """Mean PCG iterations per prox inside a PnP-ADMM loop that warm-starts each prox from
-    the previous iterate; the denoiser is a fixed Gaussian smoothing (a stand-in)."""
+    the previous iterate; the denoiser is a fixed Gaussian smoothing (a stand-in).
+
+    Examples
+    --------
+    >>> op = Blur(KERNEL, "symmetric")
+    >>> y = op.A(torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    >>> 0 < admm_prox_iterations(op, y, steps=2) <= op.prox_max_iter
+    True
+    """
     smooth = Blur(kernels.gaussian(1.0), "symmetric")
     z = y.clone()
     x = None
@@ -54,6 +62,21 @@ def admm_prox_iterations(op: Blur, y: torch.Tensor, steps: int = 20) -> float:
 
 
 def run(sizes, channels, repeats: int) -> tuple[list[dict], list[dict]]:
+    """Time every operator of both libraries on each size and channel count.
+
+    Returns
+    -------
+    rows : list of dict
+        One per (image, boundary, operation): ours and deepinv's median milliseconds.
+    prox_rows : list of dict
+        PCG iterations and cost in forward applications of the non-circular prox.
+
+    Examples
+    --------
+    >>> rows, prox_rows = run([32], [1], repeats=1)
+    >>> len(rows), len(prox_rows)
+    (6, 2)
+    """
     torch.manual_seed(0)
     k = torch.from_numpy(kernels.parse(KERNEL)).float()
     rows, prox_rows = [], []
@@ -111,6 +134,15 @@ def run(sizes, channels, repeats: int) -> tuple[list[dict], list[dict]]:
 
 
 def to_markdown(rows: list[dict], prox_rows: list[dict], repeats: int, wall: float) -> str:
+    """The "operators" section of RESULTS.md from :func:`run`'s rows.
+
+    Examples
+    --------
+    >>> row = dict(size=32, channels=1, boundary="circular", op="A", ours_ms=1.0, deepinv="BlurFFT", deepinv_ms=2.0)
+    >>> table = to_markdown([row], [], repeats=1, wall=0.1)
+    >>> table.splitlines()[0], "| 32x32x1 | circular | A | 1.00 | BlurFFT | 2.00 | 0.50 |" in table
+    ('## Operators (`benchmarks/operators.py`)', True)
+    """
     lines = [
         "## Operators (`benchmarks/operators.py`)",
         "",

@@ -68,7 +68,16 @@ def _metrics(est: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
 
 
 def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, max_iter: int, baseline=None):
-    """(estimate, iterations, converged, guaranteed, stop reason) of one method on one problem."""
+    """(estimate, iterations, converged, guaranteed, stop reason) of one method on one problem.
+
+    Examples
+    --------
+    >>> truth = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> op = Blur("box:3", boundary="circular")
+    >>> x, iterations, converged, guaranteed, stop = run_one("tikhonov", op.A(truth), op, "box:3", 0.01, 10)
+    >>> x.shape, iterations, converged, stop
+    (torch.Size([1, 1, 32, 32]), 0, True, 'closed form')
+    """
     if method == "tikhonov":
         return tikhonov_deblur(y, op, noise_level=noise).x, 0, True, None, "closed form"
     if method in ("fbs", "admm"):
@@ -106,7 +115,15 @@ def _other_stops(runs: list[dict]) -> str:
 def setup_fingerprint(method: str, channels: int, baseline_path: str | None, level: float | None = None) -> str:
     """What a run's result depends on besides the problem: the model file and the tuned
     defaults.  Cached runs are reused only when it matches (re-exported weights redo them).
-    ``level`` (noise, /255) decides which shipped model serves the tuned strength."""
+    ``level`` (noise, /255) decides which shipped model serves the tuned strength.
+
+    Examples
+    --------
+    >>> setup_fingerprint("tikhonov", 1, None)
+    'tikhonov-gradient-discrepancy'
+    >>> setup_fingerprint("fbs", 1, None, level=12.75).split(":")[0]
+    'gray-averaged-s25'
+    """
     import hashlib
 
     from denoisers import default_pretrained_name
@@ -129,7 +146,16 @@ def setup_fingerprint(method: str, channels: int, baseline_path: str | None, lev
 
 
 def load_runs(path: Path) -> list[dict]:
-    """The runs recorded in ``path`` (a line cut by a kill is ignored)."""
+    """The runs recorded in ``path`` (a line cut by a kill is ignored).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> runs = Path(tempfile.mkdtemp()) / "runs.jsonl"
+    >>> _ = runs.write_text('{"psnr": 25.0}\\n{"psnr": 2')  # the second line was cut
+    >>> load_runs(runs)
+    [{'psnr': 25.0}]
+    """
     runs = []
     if path.exists():
         for line in path.read_text().splitlines():

@@ -71,7 +71,14 @@ def _as_float(img: np.ndarray) -> np.ndarray:
 
 
 def tune_tv(train_images: list[np.ndarray], level: float) -> float:
-    """TV weight with the best mean PSNR on training images at ``level``."""
+    """TV weight with the best mean PSNR on training images at ``level``.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> tune_tv([data.camera()[::8, ::8] / 255.0], 25 / 255) in TV_WEIGHTS
+    True
+    """
     from skimage.restoration import denoise_tv_chambolle
 
     best, best_w = -np.inf, TV_WEIGHTS[0]

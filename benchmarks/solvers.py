@@ -55,6 +55,15 @@ class TimedDenoiser:
 
 
 def problem(weights: Path | None):
+    """The timed problem: cameraman 256x256, Levin kernel 1, noise 0.01, and the denoiser
+    (from ``weights``, or an untrained default-size model), relaxed to alpha 1/2.
+
+    Examples
+    --------
+    >>> x, y, op, den = problem(None)
+    >>> x.shape == y.shape == (1, 1, 256, 256), den.target_alpha
+    (True, 0.5)
+    """
     from skimage import data
 
     torch.manual_seed(0)

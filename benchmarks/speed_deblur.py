@@ -55,7 +55,13 @@ CASES = {"gray-256": (256, 1), "colour-512": (512, 3)}
 
 
 def test_image(case: str) -> np.ndarray:
-    """The case's clean image, float64 in [0, 1]: (H, W) gray or (H, W, 3) colour."""
+    """The case's clean image, float64 in [0, 1]: (H, W) gray or (H, W, 3) colour.
+
+    Examples
+    --------
+    >>> test_image("gray-256").shape, test_image("colour-512").shape
+    ((256, 256), (512, 512, 3))
+    """
     from skimage import data
     from skimage.transform import resize
 
@@ -66,7 +72,15 @@ def test_image(case: str) -> np.ndarray:
 
 
 def blurred(clean: np.ndarray, boundary: str) -> np.ndarray:
-    """``clean`` blurred by the case's kernel with seeded noise (float64, same layout)."""
+    """``clean`` blurred by the case's kernel with seeded noise (float64, same layout).
+
+    Examples
+    --------
+    >>> clean = test_image("gray-256")
+    >>> y = blurred(clean, "circular")
+    >>> y.shape == clean.shape, bool((y == blurred(clean, "circular")).all())
+    (True, True)
+    """
     t = torch.from_numpy(clean)
     t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
     g = torch.Generator().manual_seed(0)
@@ -82,8 +96,17 @@ def _memory_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def child(case: str, solver: str, boundary: str) -> dict:
-    """One end-to-end run in this process (called in a fresh interpreter by ``main``)."""
+def child(case: str, solver: str, boundary: str, max_iter: int | None = None) -> dict:
+    """One end-to-end run in this process (called in a fresh interpreter by ``main``).
+
+    ``max_iter`` caps the solver's iterations (default: ``deblur()``'s own), for quick checks.
+
+    Examples
+    --------
+    >>> run = child("gray-256", "pnp-admm", "circular", max_iter=2)
+    >>> run["iterations"], run["stop"], run["guaranteed"], run["load_s"] >= 0
+    (2, 'max_iter', True, True)
+    """
     torch.set_num_threads(2)
     clean = test_image(case)
     y = blurred(clean, boundary)
@@ -99,7 +122,9 @@ def child(case: str, solver: str, boundary: str) -> dict:
         reset = False
     base = _memory_kb("VmRSS")
     t0 = time.perf_counter()
-    r = deblur(y, KERNEL, NOISE, solver=solver, boundary=boundary, channel_axis=-1 if channels == 3 else None, progress=False)
+    limit = {} if max_iter is None else {"max_iter": max_iter}
+    r = deblur(y, KERNEL, NOISE, solver=solver, boundary=boundary, channel_axis=-1 if channels == 3 else None, progress=False,
+               **limit)
     solve_s = time.perf_counter() - t0
     peak = _memory_kb("VmHWM")
     from skimage.metrics import peak_signal_noise_ratio
@@ -111,8 +136,18 @@ def child(case: str, solver: str, boundary: str) -> dict:
             "peak_growth_mb": (peak - base) / 1024 if reset else None, "rss_mb": base / 1024}
 
 
-def end_to_end(case: str, solver: str, boundary: str) -> dict:
+def end_to_end(case: str, solver: str, boundary: str, max_iter: int | None = None) -> dict:
+    """:func:`child` in a fresh interpreter (2 threads), so that no run inherits another's caches.
+
+    Examples
+    --------
+    >>> run = end_to_end("gray-256", "pnp-fbs", "circular", max_iter=2)
+    >>> run["case"], run["iterations"], run["solve_s"] > 0
+    ('gray-256', 2, True)
+    """
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", case, solver, boundary]
+    if max_iter is not None:
+        cmd += ["--child-max-iter", str(max_iter)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "2"})
     if out.returncode != 0:
         raise RuntimeError(f"end-to-end run {case} {solver} {boundary} failed:\n{out.stderr}")
@@ -120,7 +155,14 @@ def end_to_end(case: str, solver: str, boundary: str) -> dict:
 
 
 def per_iteration(case: str, iterations: int, repeats: int) -> list[dict]:
-    """Seconds per iteration, ours against deepinv's, same operator/denoiser/strength/step."""
+    """Seconds per iteration, ours against deepinv's, same operator/denoiser/strength/step.
+
+    Examples
+    --------
+    >>> rows = per_iteration("gray-256", iterations=1, repeats=1)
+    >>> [(r["solver"], r["deepinv"]) for r in rows], all(r["ratio"] > 0 for r in rows)
+    ([('pnp-fbs', 'PGD'), ('pnp-admm', 'ADMM')], True)
+    """
     from deepinv.optim import optim_builder
     from deepinv.optim.data_fidelity import L2
     from deepinv.optim.prior import PnP
@@ -171,9 +213,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="gray case, 2 iterations, no RESULTS.md")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=3, metavar=("CASE", "SOLVER", "BOUNDARY"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-max-iter", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*args.child)))
+        print(json.dumps(child(*args.child, max_iter=args.child_max_iter)))
         return 0
     torch.set_num_threads(2)
     cases = ["gray-256"] if args.quick else [c.strip() for c in args.cases.split(",")]

@@ -47,7 +47,17 @@ def _floats(text: str) -> list[float]:
 
 
 def grids(args) -> dict[str, list[dict]]:
-    """The grid points of each solver: strength x step."""
+    """The grid points of each solver: strength x step.
+
+    Examples
+    --------
+    >>> from argparse import Namespace
+    >>> g = grids(Namespace(fbs_strengths="0.7,1", fbs_factors="1.9", admm_strengths="3", admm_steps="", admm_step_scales="0.15"))
+    >>> g["pnp-fbs"]
+    [{'strength': 0.7, 'step_factor': 1.9}, {'strength': 1.0, 'step_factor': 1.9}]
+    >>> g["pnp-admm"]
+    [{'strength': 3.0, 'step_scale': 0.15}]
+    """
     scales = _floats(args.admm_step_scales) if args.admm_step_scales else []
     return {
         "pnp-fbs": [dict(strength=c, step_factor=f) for c, f in itertools.product(_floats(args.fbs_strengths), _floats(args.fbs_factors))],
@@ -57,7 +67,20 @@ def grids(args) -> dict[str, list[dict]]:
 
 
 def held_out_crops(folder: str, n: int, crop: int, val_split: int = 12, channels: int = 1) -> torch.Tensor:
-    """Centre crops (n, channels, crop, crop) of the last ``n`` of the ``val_split`` images held out from training."""
+    """Centre crops (n, channels, crop, crop) of the last ``n`` of the ``val_split`` images held out from training.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from skimage import io
+    >>> folder = tempfile.mkdtemp()
+    >>> for i in range(4):
+    ...     io.imsave(f"{folder}/{i}.png", np.full((40, 48), 60 * i, dtype=np.uint8))
+    >>> crops = held_out_crops(folder, n=2, crop=16, val_split=3)
+    >>> crops.shape, [round(float(c.mean()) * 255) for c in crops]
+    (torch.Size([2, 1, 16, 16]), [120, 180])
+    """
     imgs = ImageFolder(folder, channels).images[-val_split:][-n:]
     out = []
     for im in imgs:
@@ -81,6 +104,14 @@ def same_problems(recorded: dict | None, current: dict) -> bool:
 
 
 def psnr(x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) of each image of a batch, peak 1, estimates clipped to [0, 1] first.
+
+    Examples
+    --------
+    >>> truth = torch.zeros(2, 1, 4, 4)
+    >>> psnr(truth + torch.tensor([0.1, 2.0]).view(2, 1, 1, 1), truth)
+    tensor([20.,  0.])
+    """
     mse = ((x.clamp(0, 1) - truth) ** 2).flatten(1).mean(1)
     return 10 * torch.log10(1 / mse)
 

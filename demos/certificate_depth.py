@@ -26,7 +26,14 @@ from operators._io import write_atomic
 
 
 def worst_pair_ratio(net, shape, steps: int = 25, seed: int = 0) -> float:
-    """Largest ||N(x) - N(y)|| / ||x - y|| found by gradient ascent on the pair (a lower bound)."""
+    """Largest ||N(x) - N(y)|| / ||x - y|| found by gradient ascent on the pair (a lower bound).
+
+    Examples
+    --------
+    >>> double = lambda z: 2 * z
+    >>> round(worst_pair_ratio(double, (1, 1, 4, 4), steps=2), 6)
+    2.0
+    """
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(shape, generator=g, dtype=torch.float64).requires_grad_(True)
     y = (x.detach() + 0.05 * torch.randn(shape, generator=g, dtype=torch.float64)).requires_grad_(True)
@@ -42,7 +49,16 @@ def worst_pair_ratio(net, shape, steps: int = 25, seed: int = 0) -> float:
 
 
 def run(max_depth: int = 8, width: int = 8, side: int = 24, steps: int = 25) -> dict:
-    """Measure every curve of the figure; returns lists indexed by depth 1..max_depth."""
+    """Measure every curve of the figure; returns lists indexed by depth 1..max_depth.
+
+    Examples
+    --------
+    >>> res = run(max_depth=2, width=2, side=8, steps=2)
+    >>> res["depth"], [round(v, 6) for v in res["resnet_adversarial"]]
+    ([1, 2], [2.0, 4.0])
+    >>> all(m <= c for m, c in zip(res["ours_measured"], res["ours_certified"]))
+    True
+    """
     torch.manual_seed(0)
     depths = list(range(1, max_depth + 1))
     shape = (1, 1, side, side)
@@ -63,6 +79,17 @@ def run(max_depth: int = 8, width: int = 8, side: int = 24, steps: int = 25) -> 
 
 
 def plot(res: dict, path: str, overwrite: bool) -> None:
+    """Draw :func:`run`'s curves to ``path`` (PNG); an existing file is kept unless ``overwrite``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> out = Path(tempfile.mkdtemp()) / "depth.png"
+    >>> plot(run(max_depth=2, width=2, side=8, steps=2), str(out), overwrite=False)
+    >>> out.stat().st_size > 1000
+    True
+    """
     def draw(tmp: str) -> None:
         import matplotlib
 

@@ -29,7 +29,14 @@ from pnp_stable.io import load_image
 
 
 def blur_then_pool(x: torch.Tensor) -> torch.Tensor:
-    """The user's forward model: circular Gaussian blur (sigma 1 pixel), then 2x2 averaging."""
+    """The user's forward model: circular Gaussian blur (sigma 1 pixel), then 2x2 averaging.
+
+    Examples
+    --------
+    >>> y = blur_then_pool(torch.ones(1, 1, 8, 8, dtype=torch.float64))
+    >>> y.shape, bool(torch.allclose(y, torch.ones_like(y)))
+    (torch.Size([1, 1, 4, 4]), True)
+    """
     k = torch.as_tensor(kernels.gaussian(1.0), dtype=x.dtype)[None, None]
     p = k.shape[-1] // 2
     blurred = F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), k.expand(x.shape[1], 1, -1, -1), groups=x.shape[1])
@@ -37,7 +44,14 @@ def blur_then_pool(x: torch.Tensor) -> torch.Tensor:
 
 
 def run(image: str = "camera", noise: float = 0.01, size: int | None = 256, seed: int = 0, max_iter: int = 200) -> dict:
-    """Simulate, restore, and return the images and numbers."""
+    """Simulate, restore, and return the images and numbers.
+
+    Examples
+    --------
+    >>> res = run("camera", size=48, max_iter=50)
+    >>> res["report"].guaranteed, res["psnr_restored"] > res["psnr_bicubic"]
+    (True, True)
+    """
     truth = fit_size(load_image(image), size)
     if truth.ndim == 3:
         truth = truth.mean(-1)  # the demo uses the gray model
@@ -58,6 +72,19 @@ def run(image: str = "camera", noise: float = 0.01, size: int | None = 256, seed
 
 
 def plot(res: dict, path: str, overwrite: bool) -> None:
+    """Draw observed, bicubic, restored, truth and the residual curve to ``path`` (PNG).
+
+    An existing file is kept unless ``overwrite``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> out = Path(tempfile.mkdtemp()) / "custom.png"
+    >>> plot(run("camera", size=32, max_iter=20), str(out), overwrite=False)
+    >>> out.stat().st_size > 1000
+    True
+    """
     def draw(tmp: str) -> None:
         import matplotlib
 

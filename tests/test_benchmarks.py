@@ -177,13 +177,25 @@ def test_every_deblurring_method_runs_on_the_float64_problem(bench, method):
     assert isinstance(stop, str) and (its == 0) == (method == "tikhonov")
 
 
+def _public_functions(module) -> list[str]:
+    """Functions a script defines for others to call (``main`` is the command line)."""
+    import inspect
+
+    return [name for name, fn in inspect.getmembers(module, inspect.isfunction)
+            if fn.__module__ == module.__name__ and not name.startswith("_") and name != "main"]
+
+
 @pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("*.py")))
 def test_benchmark_docstring_examples_pass(bench, script):
     # pytest collects doctests from the packages only; the scripts' examples are checked here.
     import doctest
 
-    result = doctest.testmod(bench(script), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    module = bench(script)
+    lacking = [name for name in _public_functions(module) if ">>>" not in (getattr(module, name).__doc__ or "")]
+    assert not lacking, f"{script}.py: public functions without a docstring example: {lacking}"
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+    assert result.attempted >= len(_public_functions(module))
 
 
 def test_per_level_gain_is_what_the_best_point_per_level_adds(bench):

@@ -61,3 +61,18 @@ def test_denoise_demo(tmp_path, capsys):
     assert demo.main(["camera", "--levels", "15", "--size", "48", "-o", str(out)]) == 0
     assert out.stat().st_size > 1000
     assert demo.main(["camera", "--levels", "-5", "--size", "48", "-o", str(tmp_path / "e.png")]) == 2
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in DEMOS.glob("*.py")))
+def test_demo_docstring_examples_pass(name):
+    # pytest collects doctests from the packages only; the demos' examples are checked here.
+    import doctest
+    import inspect
+
+    demo = _load(name)
+    public = [n for n, fn in inspect.getmembers(demo, inspect.isfunction)
+              if fn.__module__ == demo.__name__ and not n.startswith("_") and n != "main"]
+    lacking = [n for n in public if ">>>" not in (getattr(demo, n).__doc__ or "")]
+    assert not lacking, f"demos/{name}.py: public functions without a docstring example: {lacking}"
+    result = doctest.testmod(demo, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= len(public)
