@@ -4,8 +4,9 @@ The knobs that keep every guarantee are the denoiser strength (``sigma = strengt
 through the calibrated relaxation ``theta(sigma)``) and the solver step (PnP-FBS:
 ``step_factor = tau ||A||^2 < 2``; PnP-ADMM: ``tau > 0``).  For each solver, every point of a
 small grid is scored by the mean PSNR over noise levels 2.55, 7.65, 12.75 /255, a few Levin
-kernels and centre crops of the 12 BSD400 images held out from training (never a test set);
-the best point per solver is what :mod:`pnp_stable.defaults` ships.
+kernels and centre crops (or, ``--crop 0``, the whole images) of the 12 BSD400 images held out
+from training (never a test set); the best point per solver is what :mod:`pnp_stable.defaults`
+ships.
 
 Writes the "tuning" (gray) or "tuning-colour" (``--channels 3``) section of
 benchmarks/RESULTS.md (every grid point and its score), or the one named by ``--section``.
@@ -15,6 +16,8 @@ Usage::
     python benchmarks/tune_deblur.py --data ../shared/data/train/bsd400 [--images 3] [--crop 96]
         [--kernels 1,6] [--max-iter 60] [--previous earlier.json] [--json out.json]
     python benchmarks/tune_deblur.py --data ../shared/data/train/cbsd432 --channels 3 ...
+
+``--json`` is rewritten after every grid point; rerunning the same command resumes there.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def held_out_crops(folder: str, n: int, crop: int, val_split: int = 12, channels
     >>> from skimage import io
     >>> folder = tempfile.mkdtemp()
     >>> for i in range(4):
-    ...     io.imsave(f"{folder}/{i}.png", np.full((40, 48), 60 * i, dtype=np.uint8))
+    ...     io.imsave(f"{folder}/{i}.png", np.full((40, 48), 60 * i, dtype=np.uint8), check_contrast=False)
     >>> crops = held_out_crops(folder, n=2, crop=16, val_split=3)
     >>> crops.shape, [round(float(c.mean()) * 255) for c in crops]
     (torch.Size([2, 1, 16, 16]), [120, 180])
@@ -87,6 +90,69 @@ def held_out_crops(folder: str, n: int, crop: int, val_split: int = 12, channels
         r0, c0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
         out.append(im[r0 : r0 + crop, c0 : c0 + crop, :].astype(np.float64) / 255)
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+def held_out_full(folder: str, n: int, val_split: int = 12, channels: int = 1) -> list[torch.Tensor]:
+    """The last ``n`` of the ``val_split`` held-out images, whole: one (1, channels, H, W) tensor each.
+
+    Full-size images are closer to the test conditions than centre crops (boundary share,
+    image content at scale); they differ in size, so each is its own batch.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from skimage import io
+    >>> folder = tempfile.mkdtemp()
+    >>> for i, shape in enumerate([(30, 40), (40, 48), (48, 36)]):
+    ...     io.imsave(f"{folder}/{i}.png", np.full(shape, 100, dtype=np.uint8), check_contrast=False)
+    >>> [tuple(t.shape) for t in held_out_full(folder, n=2, val_split=3)]
+    [(1, 1, 40, 48), (1, 1, 48, 36)]
+    """
+    imgs = ImageFolder(folder, channels).images[-val_split:][-n:]
+    return [torch.from_numpy(im.astype(np.float64) / 255).permute(2, 0, 1)[None].contiguous() for im in imgs]
+
+
+def point_key(row: dict) -> tuple:
+    """What identifies a grid point: the solver and its knobs (strength and step).
+
+    Examples
+    --------
+    >>> point_key({"solver": "pnp-fbs", "strength": 0.7, "step_factor": 1.9, "mean_psnr": 25.0})
+    ('pnp-fbs', ('step_factor', 1.9), ('strength', 0.7))
+    """
+    return (row["solver"], *sorted((k, row[k]) for k in ("strength", "step_factor", "step", "step_scale") if k in row))
+
+
+def recorded_points(path: Path | None, problem_set: dict) -> dict[tuple, dict]:
+    """Rows of an earlier (possibly interrupted) run of this round found in ``path``, by
+    :func:`point_key`; only rows scored on the same problems count, so a rerun resumes.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rec = Path(tempfile.mkdtemp()) / "round.json"
+    >>> row = {"solver": "pnp-fbs", "strength": 1.0, "step_factor": 1.9, "per_noise": {"2.55": 30.0},
+    ...        "problems": {"images": 2, "crop": 0, "channels": 1}}
+    >>> _ = rec.write_text(json.dumps({"rows": [row], "partial": True}))
+    >>> found = recorded_points(rec, {"images": 2, "crop": 0, "channels": 1})
+    >>> list(found), found[("pnp-fbs", ("step_factor", 1.9), ("strength", 1.0))]["per_noise"]
+    ([('pnp-fbs', ('step_factor', 1.9), ('strength', 1.0))], {2.55: 30.0})
+    >>> recorded_points(rec, {"images": 3, "crop": 0, "channels": 1})
+    {}
+    """
+    if path is None or not Path(path).exists():
+        return {}
+    rows = json.loads(Path(path).read_text()).get("rows", [])
+    # JSON keys are strings: restore the float noise levels of per_noise.
+    return {point_key(r): {**r, "per_noise": {float(k): v for k, v in r["per_noise"].items()}}
+            for r in rows if same_problems(r.get("problems"), problem_set)}
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)  # atomic: a killed run leaves the previous record whole
 
 
 def same_problems(recorded: dict | None, current: dict) -> bool:
@@ -173,7 +239,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="training folder (BSD400 or CBSD432); its last 12 images are the held-out ones")
     ap.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1: gray defaults (section 'tuning'); 3: colour ('tuning-colour')")
     ap.add_argument("--images", type=int, default=3)
-    ap.add_argument("--crop", type=int, default=96)
+    ap.add_argument("--crop", type=int, default=96, help="centre crop side; 0: the whole images")
     ap.add_argument("--kernels", default="1,6")
     ap.add_argument("--max-iter", type=int, default=60)
     ap.add_argument("--solvers", default="pnp-admm,pnp-fbs")
@@ -185,34 +251,49 @@ def main() -> None:
     ap.add_argument("--section", default=None, help="RESULTS.md section to write (default: 'tuning' or 'tuning-colour')")
     ap.add_argument("--previous", action="append", default=[],
                     help="JSON of an earlier round on the same problems: its rows join the table and the choice")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="record (rewritten after every grid point); a rerun on the same "
+                    "problems resumes from it")
     args = ap.parse_args()
     grid = grids(args)
-    truth = held_out_crops(args.data, args.images, args.crop, channels=args.channels)
+    # Crops go in one batch; whole images differ in size and go one by one.
+    batches = ([held_out_crops(args.data, args.images, args.crop, channels=args.channels)] if args.crop > 0
+               else held_out_full(args.data, args.images, channels=args.channels))
     kernels = [int(k) for k in args.kernels.split(",")]
     problems = []
     for k, s in itertools.product(kernels, NOISES_255):
         op = Blur(f"levin:{k}", boundary="circular", noise_model=Gaussian(s / 255, rng=torch.Generator().manual_seed(k)))
-        problems.append((k, s, op(truth, seed=1000 * k + int(s * 100))))
+        problems.append((k, s, [op(b, seed=1000 * k + int(s * 100) + 100_000 * i) for i, b in enumerate(batches)]))
     # What a row's score depends on: rows of earlier rounds are merged only when it matches.
     problem_set = dict(images=args.images, crop=args.crop, kernels=args.kernels, max_iter=args.max_iter, channels=args.channels)
     command = "python benchmarks/tune_deblur.py " + " ".join(_quoted(a) for a in _argv_without_data_and_outputs())
+    resumed = recorded_points(args.json, problem_set)
     rows, t0 = [], time.time()
     for solver in filter(None, args.solvers.split(",")):
         for point in grid[solver]:
+            key = point_key(dict(solver=solver, **point))
+            if key in resumed:
+                rows.append(resumed[key])
+                print("recorded:", rows[-1], flush=True)
+                continue
             scores, its = [], []
-            for k, s, y in problems:
+            for k, s, ys in problems:
                 opts = {key: v for key, v in point.items() if key not in ("strength", "step_scale")}
                 if "step_scale" in point:
                     opts["step"] = point["step_scale"] / (s / 255)
-                r = deblur(y, f"levin:{k}", s / 255, solver=solver, boundary="circular", sigma=point["strength"] * s / 255,
-                           max_iter=args.max_iter, progress=False, **opts)
-                scores.append(float(psnr(r.image, truth).mean()))
-                its.append(float(np.mean(r.report.iterations)))
+                values, iterations = [], []
+                for truth, y in zip(batches, ys):
+                    r = deblur(y, f"levin:{k}", s / 255, solver=solver, boundary="circular", sigma=point["strength"] * s / 255,
+                               max_iter=args.max_iter, progress=False, **opts)
+                    values += psnr(r.image, truth).tolist()
+                    iterations += list(r.report.iterations)
+                scores.append(float(np.mean(values)))
+                its.append(float(np.mean(iterations)))
             per_noise = {s: float(np.mean([sc for (k, s2, _), sc in zip(problems, scores) if s2 == s])) for s in NOISES_255}
             rows.append(dict(solver=solver, **point, mean_psnr=float(np.mean(scores)), per_noise=per_noise,
                              mean_iterations=float(np.mean(its)), command=command, problems=problem_set))
             print(rows[-1], flush=True)
+            if args.json:
+                _write_json(Path(args.json), {"rows": rows, "partial": True})
     done_here = len(rows)
     for prev in args.previous:
         # JSON keys are strings: restore the float noise levels of per_noise.
@@ -225,9 +306,10 @@ def main() -> None:
         raise SystemExit("nothing to tabulate: give --solvers or --previous")
     best = {s: choose_default([r for r in rows if r["solver"] == s]) for s in {r["solver"] for r in rows}}
     rounds = list(dict.fromkeys(r["command"] for r in rows))
+    what = f"centre {args.crop}x{args.crop} crops" if args.crop > 0 else "the whole images"
     lines = [
-        f"Tuning of the `deblur()` defaults on held-out training images: centre {args.crop}x{args.crop} "
-        f"crops of the last {args.images} of the 12 {'BSD400 gray' if args.channels == 1 else 'CBSD432 colour'} images held out from training, Levin kernels {args.kernels}, noise "
+        f"Tuning of the `deblur()` defaults on held-out training images: {what} of the last {args.images} of the 12 "
+        f"{'BSD400 gray' if args.channels == 1 else 'CBSD432 colour'} images held out from training, Levin kernels {args.kernels}, noise "
         f"{', '.join(f'{s:g}' for s in NOISES_255)} /255, circular boundary, at most {args.max_iter} iterations. "
         "Default (bold): the best mean PSNR. "
         "Models: the shipped certified models deblur() picks for each strength (final weights). PnP-ADMM's denoiser "
@@ -246,14 +328,15 @@ def main() -> None:
         lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
                      f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
     section = args.section or ("tuning" if args.channels == 1 else "tuning-colour")
-    title = f"{'gray' if args.channels == 1 else 'colour'} training images, {args.images} crops of {args.crop}x{args.crop}"
+    title = (f"{'gray' if args.channels == 1 else 'colour'} training images, "
+             + (f"{args.images} crops of {args.crop}x{args.crop}" if args.crop > 0 else f"{args.images} whole images"))
     gains = {s: per_level_gain([r for r in rows if r["solver"] == s], b) for s, b in best.items()}
     lines += ["", "Per-level defaults (the best grid point at each noise level) would gain over the single default, "
               "on these problems: " + "; ".join(
                   f"{s} " + ", ".join(f"{g:.2f} dB at {lv:g}" for lv, g in gains[s].items()) for s in sorted(gains)) + "."]
     write_section(section, f"## Tuning of the deblur() defaults ({title})\n\n" + "\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "best": best, "per_level_gain": gains}, indent=1))
+        _write_json(Path(args.json), {"rows": rows, "best": best, "per_level_gain": gains})
     print("best:", json.dumps(best, indent=1))
 
 

@@ -204,3 +204,37 @@ def test_per_level_gain_is_what_the_best_point_per_level_adds(bench):
     gain = td.per_level_gain(rows, rows[0])
     assert gain == pytest.approx({2.55: 0.4, 12.75: 0.2})
     assert min(td.per_level_gain(rows, r)[2.55] for r in rows) == 0.0
+
+
+def test_tuning_on_whole_images_resumes_from_its_record(bench, tmp_path, monkeypatch):
+    """--crop 0 deblurs each whole image on its own; a rerun scores only the points not yet recorded."""
+    from skimage import io
+
+    td = bench("tune_deblur")
+    data = tmp_path / "train"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate([(40, 44), (36, 48), (44, 40)]):
+        io.imsave(data / f"{i}.png", rng.integers(0, 256, shape, dtype=np.uint8), check_contrast=False)
+    record = tmp_path / "round.json"
+    sections = []
+    monkeypatch.setattr(td, "write_section", lambda name, body, path=None: sections.append(name))
+    calls = []
+    real_deblur = td.deblur
+    monkeypatch.setattr(td, "deblur", lambda y, *a, **k: calls.append(tuple(y.shape)) or real_deblur(y, *a, **k))
+
+    def tune(strengths: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["tune_deblur.py", "--data", str(data), "--images", "2", "--crop", "0", "--kernels", "1",
+                                          "--max-iter", "3", "--solvers", "pnp-fbs", "--fbs-strengths", strengths,
+                                          "--json", str(record)])
+        td.main()
+
+    tune("1")
+    assert sorted(set(calls)) == [(1, 1, 36, 48), (1, 1, 44, 40)] and len(calls) == 2 * 3  # 2 images x 3 noise levels
+    first = json.loads(record.read_text())
+    assert first["rows"][0]["problems"]["crop"] == 0 and sections == ["tuning"]
+    calls.clear()
+    tune("1,2")
+    assert len(calls) == 2 * 3  # only strength 2 was scored
+    rows = json.loads(record.read_text())["rows"]
+    assert [r["strength"] for r in rows] == [1.0, 2.0] and rows[0]["mean_psnr"] == first["rows"][0]["mean_psnr"]
