@@ -1,0 +1,53 @@
+"""The documents people read: their tables are well formed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = ["README.md", "benchmarks/RESULTS.md", "training/README.md"]
+
+
+def markdown_tables(text: str) -> list[tuple[int, list[str]]]:
+    """(first line number, lines) of every pipe table in ``text``."""
+    tables, current, start = [], [], 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("|"):
+            if not current:
+                start = number
+            current.append(line)
+        elif current:
+            tables.append((start, current))
+            current = []
+    if current:
+        tables.append((start, current))
+    return tables
+
+
+def cells(row: str) -> int:
+    # A pipe inside backticks or escaped is not a column separator.
+    inside_code, count = False, 0
+    for i, ch in enumerate(row.strip()):
+        if ch == "`":
+            inside_code = not inside_code
+        elif ch == "|" and not inside_code and (i == 0 or row.strip()[i - 1] != "\\"):
+            count += 1
+    return count - 1
+
+
+@pytest.mark.parametrize("document", [d for d in DOCUMENTS if (ROOT / d).exists()])
+def test_every_table_row_has_its_header_columns(document):
+    tables = markdown_tables((ROOT / document).read_text())
+    assert tables, f"{document} has no table"
+    for start, lines in tables:
+        width = cells(lines[0])
+        for offset, line in enumerate(lines):
+            assert cells(line) == width, f"{document}:{start + offset}: {cells(line)} columns, the header has {width}: {line[:80]}"
+
+
+def test_table_check_catches_a_misplaced_row():
+    text = "| a | b |\n|---|---|\n| 1 | 2 |\n| 1 | 2 | 3 |\n"
+    (start, lines), = markdown_tables(text)
+    assert [cells(line) for line in lines] == [2, 2, 2, 3]
