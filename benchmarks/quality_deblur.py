@@ -145,6 +145,35 @@ def setup_fingerprint(method: str, channels: int, baseline_path: str | None, lev
     return f"baseline:{file_digest(baseline_path)}:{defaults_for('pnp-fbs', channels)}"
 
 
+def common_problem_means(runs: list[dict]) -> tuple[int, dict[str, float]]:
+    """Mean PSNR of each method over the problems (set, image, kernel, level) that every method
+    in ``runs`` ran: a like-for-like comparison when a chunked protocol is partial.
+
+    Returns
+    -------
+    count : int
+        Problems shared by all methods.
+    means : dict
+        Method -> mean PSNR (dB) on them (empty when no problem is shared).
+
+    Examples
+    --------
+    >>> runs = [dict(set="s", image=i, kernel=1, level=12.75, method=m, psnr=p)
+    ...         for i, m, p in [("a", "fbs", 26.0), ("a", "admm", 25.0), ("b", "fbs", 30.0)]]
+    >>> common_problem_means(runs)
+    (1, {'fbs': 26.0, 'admm': 25.0})
+    """
+    by_method: dict[str, dict[tuple, float]] = {}
+    for r in runs:
+        by_method.setdefault(r["method"], {})[(r["set"], r["image"], r["kernel"], r["level"])] = r["psnr"]
+    if not by_method:
+        return 0, {}
+    shared = set.intersection(*(set(v) for v in by_method.values()))
+    if not shared:
+        return 0, {}
+    return len(shared), {m: float(np.mean([v[p] for p in sorted(shared)])) for m, v in by_method.items()}
+
+
 def load_runs(path: Path) -> list[dict]:
     """The runs recorded in ``path`` (a line cut by a kill is ignored).
 
@@ -202,21 +231,27 @@ def main() -> None:
     record = Path(args.runs)
     record.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["set"], r["image"], r["kernel"], r["level"], r["method"], r["max_iter"], r["setup"]): r for r in load_runs(record)}
+    if record.exists() and record.stat().st_size and not record.read_bytes().endswith(b"\n"):
+        with record.open("a") as fh:  # a kill cut the last line: start the next record on a line of its own
+            fh.write("\n")
+    # The table shows every method with recorded runs on these problems (matching the current
+    # model and defaults), not only those computed now: a chunk of one method keeps the others.
+    tabled = list(dict.fromkeys(methods + [m for m in ("tikhonov", "fbs", "admm", "pnp-tv") if m not in methods]))
     runs, t0, stopped = [], time.time(), False
     for name in args.sets.split(","):
         channels = SET_CHANNELS[name]
         folder = ImageFolder(Path(args.data) / name, channels, limit=args.limit)
         jobs = [(i, k, lv) for i in range(len(folder)) for k in kernels for lv in levels]
-        setups = {(m, lv): setup_fingerprint(m, channels, args.baseline, lv) for m in methods for lv in levels}
+        setups = {(m, lv): setup_fingerprint(m, channels, args.baseline, lv) for m in tabled for lv in levels}
         for i, k, lv in tqdm(jobs, desc=name):
-            keys = {m: (name, folder.files[i].name, k, lv, m, args.max_iter, setups[m, lv]) for m in methods}
+            keys = {m: (name, folder.files[i].name, k, lv, m, args.max_iter, setups[m, lv]) for m in tabled}
             todo = [m for m in methods if keys[m] not in done]
-            runs += [done[keys[m]] for m in methods if keys[m] in done]
+            runs += [done[keys[m]] for m in tabled if keys[m] in done]
             if not todo:
                 continue
             if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
-                stopped = True
-                break
+                stopped = True  # no new runs; the recorded ones of the remaining problems still count
+                continue
             truth = torch.from_numpy(folder.images[i]).permute(2, 0, 1)[None].double() / 255
             noise = lv / 255
             op = Blur(f"levin:{k}", boundary="circular", noise_model=Gaussian(noise, rng=torch.Generator().manual_seed(0)))
@@ -231,10 +266,9 @@ def main() -> None:
                 runs.append(run)
                 with record.open("a") as fh:  # one line per run: a kill loses at most the run in progress
                     fh.write(json.dumps(run) + "\n")
-        if stopped:
-            break
+    tabled = [m for m in tabled if any(r["method"] == m for r in runs)]
     expected = sum(len(ImageFolder(Path(args.data) / n, SET_CHANNELS[n], limit=args.limit)) for n in args.sets.split(",")) \
-        * len(kernels) * len(levels) * len(methods)
+        * len(kernels) * len(levels) * len(tabled)
     partial = len(runs) < expected
     # Describe only the methods this table has.
     tv_note = "; pnp-tv: PnP-FBS with deepinv's TVDenoiser (no certificate)" if "pnp-tv" in methods else ""
@@ -256,7 +290,7 @@ def main() -> None:
     ]
     for name in args.sets.split(","):
         for lv in levels:
-            for m in methods:
+            for m in tabled:
                 rs = [r for r in runs if r["set"] == name and r["level"] == lv and r["method"] == m]
                 if not rs:
                     continue
@@ -271,7 +305,15 @@ def main() -> None:
     for name, lv, label, psnr in LITERATURE:
         if colour and lv in levels:
             lines.append(f"| {name} | {lv:g} | {label} | 544 | {psnr:.2f} | - | - | - | - | - |")
+    for name in args.sets.split(","):
+        for lv in levels:
+            common, means = common_problem_means([r for r in runs if r["set"] == name and r["level"] == lv])
+            if means and len({sum(r["set"] == name and r["level"] == lv and r["method"] == m for r in runs) for m in means}) > 1:
+                lines += ["", f"The methods ran on different numbers of problems; on the {common} problems of {name} at noise {lv:g} "
+                          "that all of them ran, mean PSNR: " + ", ".join(f"{m} {v:.2f} dB" for m, v in means.items()) + "."]
     print("\n".join(lines))
+    if stopped:
+        print(f"stopped after --max-minutes {args.max_minutes:g}: rerun the same command to go on", file=sys.stderr)
     # One section per set list, so a chunk on one set does not erase the tables of the others.
     write_section(f"deblurring-{args.sets.replace(',', '-')}",
                   f"## PnP deblurring quality (Levin kernels, {args.sets})\n\n" + "\n".join(lines))

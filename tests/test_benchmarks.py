@@ -238,3 +238,33 @@ def test_tuning_on_whole_images_resumes_from_its_record(bench, tmp_path, monkeyp
     assert len(calls) == 2 * 3  # only strength 2 was scored
     rows = json.loads(record.read_text())["rows"]
     assert [r["strength"] for r in rows] == [1.0, 2.0] and rows[0]["mean_psnr"] == first["rows"][0]["mean_psnr"]
+
+
+def test_deblur_chunks_table_every_recorded_method_and_survive_a_cut_record(bench, tmp_path, monkeypatch, capsys):
+    """A chunk of one method keeps the other methods' recorded runs in the table (with a
+    like-for-like line on their common problems), and a record cut by a kill does not swallow
+    the next run."""
+    from skimage import io
+
+    qd = bench("quality_deblur")
+    (tmp_path / "set12").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        io.imsave(tmp_path / "set12" / f"{i}.png", rng.integers(0, 256, (48, 48), dtype=np.uint8), check_contrast=False)
+    record = tmp_path / "runs.jsonl"
+    monkeypatch.setattr(qd, "write_section", lambda name, body, path=None: None)
+
+    def chunk(methods: str, limit: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["quality_deblur.py", "--data", str(tmp_path), "--sets", "set12", "--kernels", "1",
+                                          "--levels", "12.75", "--methods", methods, "--max-iter", "3", "--limit", limit,
+                                          "--runs", str(record)])
+        qd.main()
+        return capsys.readouterr().out
+
+    chunk("tikhonov,fbs", "1")
+    record.write_text(record.read_text() + '{"set": "set12", "ps')  # a kill cut the last line
+    out = chunk("tikhonov", "2")
+    rows = {line.split("|")[3].strip(): int(line.split("|")[4]) for line in out.splitlines() if line.startswith("| set12 |")}
+    assert rows == {"tikhonov": 2, "fbs": 1}  # fbs kept from the first chunk
+    assert "on the 1 problems of set12 at noise 12.75 that all of them ran" in out
+    assert len(qd.load_runs(record)) == 3  # 2 from the first chunk, 1 new tikhonov run: none lost to the cut line
