@@ -194,6 +194,8 @@ def certified_conv_norm(weight: torch.Tensor, grid: int | None = None, *, rel_sl
     curvature = off[:, None] ** 2 + off[None, :] ** 2
     tap_norms = torch.linalg.matrix_norm(W.permute(2, 3, 0, 1), ord=2)
     hessian = float((tap_norms * curvature).sum())
+    if grid is not None and grid < k:
+        raise ValueError(f"grid {grid} is smaller than the kernel size {k}")
     M = grid if grid is not None else max(64, 2 ** math.ceil(math.log2(2 * k)))
     C = _gram_taps(W)
     eig = _eigenvalues_on_grid(C, M)

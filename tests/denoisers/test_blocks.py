@@ -163,6 +163,10 @@ def test_certified_bound_errors():
         certified_conv_norm(torch.ones(1, 1, 2, 2))
     with pytest.raises(ValueError, match="NaN"):
         certified_conv_norm(torch.full((1, 1, 3, 3), float("nan")))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        certified_conv_norm(torch.ones(1, 1, 5, 5), grid=4)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        conv_norm_on_grid(torch.ones(1, 1, 5, 5), 3)
 
 
 def test_power_step_is_a_lower_bound_converging_to_grid_norm():
