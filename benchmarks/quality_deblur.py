@@ -236,7 +236,7 @@ def main() -> None:
             fh.write("\n")
     # The table shows every method with recorded runs on these problems (matching the current
     # model and defaults), not only those computed now: a chunk of one method keeps the others.
-    tabled = list(dict.fromkeys(methods + [m for m in ("tikhonov", "fbs", "admm", "pnp-tv") if m not in methods]))
+    tabled = list(dict.fromkeys(methods + ["tikhonov", "fbs", "admm", "pnp-tv"]))
     runs, t0, stopped = [], time.time(), False
     for name in args.sets.split(","):
         channels = SET_CHANNELS[name]
@@ -307,8 +307,9 @@ def main() -> None:
             lines.append(f"| {name} | {lv:g} | {label} | 544 | {psnr:.2f} | - | - | - | - | - |")
     for name in args.sets.split(","):
         for lv in levels:
-            common, means = common_problem_means([r for r in runs if r["set"] == name and r["level"] == lv])
-            if means and len({sum(r["set"] == name and r["level"] == lv and r["method"] == m for r in runs) for m in means}) > 1:
+            here = [r for r in runs if r["set"] == name and r["level"] == lv]
+            common, means = common_problem_means(here)
+            if means and len({sum(r["method"] == m for r in here) for m in means}) > 1:
                 lines += ["", f"The methods ran on different numbers of problems; on the {common} problems of {name} at noise {lv:g} "
                           "that all of them ran, mean PSNR: " + ", ".join(f"{m} {v:.2f} dB" for m, v in means.items()) + "."]
     print("\n".join(lines))

@@ -39,6 +39,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from denoisers.data import ImageFolder  # noqa: E402
 from operators import Blur  # noqa: E402
+from operators._io import write_atomic  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur  # noqa: E402
 
@@ -84,12 +85,11 @@ def held_out_crops(folder: str, n: int, crop: int, val_split: int = 12, channels
     >>> crops.shape, [round(float(c.mean()) * 255) for c in crops]
     (torch.Size([2, 1, 16, 16]), [120, 180])
     """
-    imgs = ImageFolder(folder, channels).images[-val_split:][-n:]
-    out = []
-    for im in imgs:
-        r0, c0 = (im.shape[0] - crop) // 2, (im.shape[1] - crop) // 2
-        out.append(im[r0 : r0 + crop, c0 : c0 + crop, :].astype(np.float64) / 255)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+    crops = []
+    for im in held_out_full(folder, n, val_split, channels):
+        r0, c0 = (im.shape[-2] - crop) // 2, (im.shape[-1] - crop) // 2
+        crops.append(im[..., r0 : r0 + crop, c0 : c0 + crop])
+    return torch.cat(crops).contiguous()
 
 
 def held_out_full(folder: str, n: int, val_split: int = 12, channels: int = 1) -> list[torch.Tensor]:
@@ -144,15 +144,17 @@ def recorded_points(path: Path | None, problem_set: dict) -> dict[tuple, dict]:
     if path is None or not Path(path).exists():
         return {}
     rows = json.loads(Path(path).read_text()).get("rows", [])
-    # JSON keys are strings: restore the float noise levels of per_noise.
-    return {point_key(r): {**r, "per_noise": {float(k): v for k, v in r["per_noise"].items()}}
-            for r in rows if same_problems(r.get("problems"), problem_set)}
+    return {point_key(r): _float_levels(r) for r in rows if same_problems(r.get("problems"), problem_set)}
+
+
+def _float_levels(row: dict) -> dict:
+    """A row read back from JSON, whose keys are strings: per_noise keyed by float noise levels again."""
+    return {**row, "per_noise": {float(k): v for k, v in row["per_noise"].items()}}
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)  # atomic: a killed run leaves the previous record whole
+    # Atomic: a killed run leaves the previous record whole.
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=1)), overwrite=True)
 
 
 def same_problems(recorded: dict | None, current: dict) -> bool:
@@ -296,12 +298,11 @@ def main() -> None:
                 _write_json(Path(args.json), {"rows": rows, "partial": True})
     done_here = len(rows)
     for prev in args.previous:
-        # JSON keys are strings: restore the float noise levels of per_noise.
         for r in json.loads(Path(prev).read_text())["rows"]:
             if not same_problems(r.get("problems"), problem_set):
                 raise SystemExit(f"{prev}: a row was scored on other problems ({r.get('problems')}), not {problem_set}: "
                                  "rounds merge only on the same images, crop, kernels and max-iter")
-            rows.append({**r, "problems": problem_set, "per_noise": {float(k): v for k, v in r["per_noise"].items()}})
+            rows.append({**_float_levels(r), "problems": problem_set})
     if not rows:
         raise SystemExit("nothing to tabulate: give --solvers or --previous")
     best = {s: choose_default([r for r in rows if r["solver"] == s]) for s in {r["solver"] for r in rows}}

@@ -210,6 +210,16 @@ def certified_conv_norm(weight: torch.Tensor, grid: int | None = None, *, rel_sl
     return ConvNormBound(value=value, grid_max=grid_max, slack=value - grid_max, grid=M)
 
 
+def _unit(u: torch.Tensor) -> torch.Tensor:
+    """Each frequency's vector scaled to unit norm."""
+    return u / u.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-30)
+
+
+def _largest_image_norm(F: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``max_w ||F(w) u(w)||``: the power-iteration estimate of the norm (a lower bound)."""
+    return (F @ u.unsqueeze(-1)).squeeze(-1).abs().pow(2).sum(-1).max().sqrt()
+
+
 def symbol_power_step(weight: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One warm-started power step per frequency: an **estimate** (lower bound) of the norm.
 
@@ -242,11 +252,8 @@ def symbol_power_step(weight: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tens
     """
     with torch.no_grad():
         F = symbol(weight.detach(), u.shape[0]).to(u.dtype)
-        u_new = (F.mH @ (F @ u.unsqueeze(-1))).squeeze(-1)
-        u_new = u_new / u_new.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-30)
-    Fg = symbol(weight, u.shape[0]).to(u.dtype)
-    est = (Fg @ u_new.unsqueeze(-1)).squeeze(-1).abs().pow(2).sum(-1).max().sqrt()
-    return est, u_new
+        u_new = _unit((F.mH @ (F @ u.unsqueeze(-1))).squeeze(-1))
+    return _largest_image_norm(symbol(weight, u.shape[0]).to(u.dtype), u_new), u_new
 
 
 def power_estimate(weight: torch.Tensor, u: torch.Tensor, steps: int) -> tuple[float, torch.Tensor]:
@@ -284,7 +291,5 @@ def power_estimate(weight: torch.Tensor, u: torch.Tensor, steps: int) -> tuple[f
         F = symbol(weight.detach(), u.shape[0]).to(u.dtype)
         FhF = F.mH @ F
         for _ in range(steps):
-            u = (FhF @ u.unsqueeze(-1)).squeeze(-1)
-            u = u / u.abs().pow(2).sum(-1, keepdim=True).sqrt().clamp_min(1e-30)
-        est = (F @ u.unsqueeze(-1)).squeeze(-1).abs().pow(2).sum(-1).max().sqrt()
-    return float(est), u
+            u = _unit((FhF @ u.unsqueeze(-1)).squeeze(-1))
+        return float(_largest_image_norm(F, u)), u
