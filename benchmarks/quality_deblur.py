@@ -46,6 +46,7 @@ from operators import Blur  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur, reconstruct, tikhonov_deblur  # noqa: E402
 from pnp_stable.defaults import defaults_for  # noqa: E402
+from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 SET_CHANNELS = {"set12": 1, "bsd68": 1, "cbsd10": 3, "cbsd68": 3, "set3c": 3}
 
@@ -210,6 +211,7 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=None, help="start no new problem after this long (rerun to go on)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    retain_freed_memory()  # as the command line does: no page faults on every iteration's buffers
     from tqdm.auto import tqdm
 
     baseline = None

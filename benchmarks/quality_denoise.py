@@ -38,6 +38,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from denoisers import ChannelwiseDenoiser, available_pretrained, default_pretrained, default_pretrained_name  # noqa: E402
 from denoisers.data import ImageFolder  # noqa: E402
+from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 #: Published PSNRs (dB) from REFERENCE.md section 4: (model, set) -> {level: psnr}.
 LITERATURE = {
@@ -135,6 +136,7 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="weights of the matched unconstrained baseline")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    retain_freed_memory()  # as the command line does: no page faults on every iteration's buffers
     from skimage.restoration import denoise_tv_chambolle
     from tqdm.auto import tqdm
 

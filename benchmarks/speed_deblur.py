@@ -48,6 +48,7 @@ from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur, pnp_admm, pnp_fbs  # noqa: E402
 from pnp_stable.api import resolve_denoiser  # noqa: E402
 from pnp_stable.defaults import defaults_for  # noqa: E402
+from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 NOISE = 0.01
 KERNEL = "levin:1"
@@ -215,6 +216,7 @@ def main(argv=None) -> int:
     parser.add_argument("--child", nargs=3, metavar=("CASE", "SOLVER", "BOUNDARY"), help=argparse.SUPPRESS)
     parser.add_argument("--child-max-iter", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as the command line does: no page faults on every iteration's buffers
     if args.child:
         print(json.dumps(child(*args.child, max_iter=args.child_max_iter)))
         return 0

@@ -42,6 +42,7 @@ from operators import Blur  # noqa: E402
 from operators._io import write_atomic  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur  # noqa: E402
+from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 NOISES_255 = (2.55, 7.65, 12.75)
 
@@ -157,9 +158,31 @@ def _write_json(path: Path, payload: dict) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=1)), overwrite=True)
 
 
+def model_chain(channels: int) -> str:
+    """The shipped models deblur() picks from for ``channels`` (name, switch level, file digest):
+    part of what a tuning row's score depends on, so rows scored with another chain (a model
+    added, re-exported or switched elsewhere) are not resumed or merged.
+
+    Examples
+    --------
+    >>> model_chain(1).split(",")[0].startswith("gray-averaged-s25<=32.5/255:")
+    True
+    """
+    import hashlib
+
+    from denoisers.pretrained import _DEFAULT, pretrained_path
+
+    def digest(name: str) -> str:
+        return hashlib.sha256(pretrained_path(name).read_bytes()).hexdigest()[:12]
+
+    return ",".join(f"{name}{'' if up_to is None else f'<={up_to * 255:g}/255'}:{digest(name)}"
+                    for name, up_to in _DEFAULT[channels])
+
+
 def same_problems(recorded: dict | None, current: dict) -> bool:
     """Whether a recorded round was scored on ``current``'s problems (rounds from before the
-    ``channels`` key were gray).
+    ``channels`` key were gray; rounds from before the ``models`` key match no current set,
+    whose models are recorded).
 
     Examples
     --------
@@ -256,6 +279,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="record (rewritten after every grid point); a rerun on the same "
                     "problems resumes from it")
     args = ap.parse_args()
+    retain_freed_memory()  # as the command line does: no page faults on every iteration's buffers
     grid = grids(args)
     # Crops go in one batch; whole images differ in size and go one by one.
     batches = ([held_out_crops(args.data, args.images, args.crop, channels=args.channels)] if args.crop > 0
@@ -266,7 +290,8 @@ def main() -> None:
         op = Blur(f"levin:{k}", boundary="circular", noise_model=Gaussian(s / 255, rng=torch.Generator().manual_seed(k)))
         problems.append((k, s, [op(b, seed=1000 * k + int(s * 100) + 100_000 * i) for i, b in enumerate(batches)]))
     # What a row's score depends on: rows of earlier rounds are merged only when it matches.
-    problem_set = dict(images=args.images, crop=args.crop, kernels=args.kernels, max_iter=args.max_iter, channels=args.channels)
+    problem_set = dict(images=args.images, crop=args.crop, kernels=args.kernels, max_iter=args.max_iter, channels=args.channels,
+                       models=model_chain(args.channels))
     command = "python benchmarks/tune_deblur.py " + " ".join(_quoted(a) for a in _argv_without_data_and_outputs())
     resumed = recorded_points(args.json, problem_set)
     rows, t0 = [], time.time()

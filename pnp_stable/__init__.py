@@ -8,10 +8,13 @@
 * :func:`tikhonov_deblur`: the closed-form classical baseline (Tikhonov/Wiener).
 * :func:`register_solver`, :func:`get_solver`, :func:`available_solvers`: the solver registry
   (plugins through the entry-point group ``pnp_stable.solvers``).
+* :func:`retain_freed_memory`: a process-wide glibc setting that keeps iterative solvers from
+  page-faulting their buffers in at every iteration (the command line sets it).
 * ``pnp-stable`` command line: ``--version``, ``demo``, ``solvers``, ``train``, ``export``, ``certify``.
 """
 
 from ._version import __version__
+from .allocator import retain_freed_memory
 from .api import Reconstruction, deblur, reconstruct
 from .classical import TikhonovResult, tikhonov_deblur
 from .report import Condition, ConvergenceReport
@@ -19,4 +22,4 @@ from .registry import available_solvers, get_solver, register_solver
 from .solvers import pnp_admm, pnp_fbs
 
 __all__ = ["__version__", "deblur", "reconstruct", "Reconstruction", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition",
-           "available_solvers", "get_solver", "register_solver"]
+           "available_solvers", "get_solver", "register_solver", "retain_freed_memory"]

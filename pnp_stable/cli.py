@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from ._version import __version__
+from .allocator import retain_freed_memory
 
 __all__ = ["main", "build_parser"]
 
@@ -285,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # This process is ours: solvers and training reuse freed buffers instead of faulting them in anew.
+    retain_freed_memory()
     try:
         return {"demo": _run_demo, "train": _run_train, "certify": _run_certify, "export": _run_export,
                 "solvers": _run_solvers, "deblur": _run_deblur, "models": _run_models}[args.command](args)

@@ -6,9 +6,9 @@ guarantee: the denoiser strength ``sigma`` (through the calibrated relaxation
 (PnP-FBS: ``tau = step_factor / ||A||^2`` with ``step_factor < 2``; PnP-ADMM: any
 ``tau > 0``).  The values below were tuned by ``benchmarks/tune_deblur.py`` on held-out
 *training* images, never on a test set: gray images on BSD400 (``benchmarks/RESULTS.md``,
-section "tuning"), colour images on CBSD432 (section "tuning-colour").  Colour has its own
-defaults because it is served by other models (the colour sigma-25 model, and the gray sigma-50
-model channel by channel above its switch level), so the best strength differs.
+section "tuning"), colour images on CBSD432 (sections "tuning-colour" and "tuning-colour-12" for
+PnP-FBS, "tuning-colour-admm" for PnP-ADMM).  Colour has its own defaults because it is served
+by other models (the colour sigma-25 and sigma-50 models), so the best strength differs.
 """
 
 from __future__ import annotations
@@ -70,9 +70,12 @@ DEFAULTS: dict[str, SolverDefaults] = {
 #: Colour images, tuned on CBSD432 held-out training crops; solvers not listed use the gray ones.
 COLOUR_DEFAULTS: dict[str, SolverDefaults] = {
     "pnp-fbs": SolverDefaults(strength=0.7, step_factor=1.9),
-    # Strength 3 keeps the colour sigma-25 model up to noise 14.7/255 (the gray tuning's 4 sends
-    # colour to the gray sigma-50 model channel by channel at 11/255, which over-smooths).
-    "pnp-admm": SolverDefaults(strength=3.0, step_scale=0.15),
+    # ADMM relaxes the denoiser to alpha = 1/2, which caps its strength: at noise 7.65 and 12.75
+    # the cap binds and every strength from 2 up gives the colour sigma-25 model at the cap.
+    # Strength 2.65 keeps that model up to noise 12.8/255; from 3 x 12.75 = 38.25/255 on the
+    # default goes to colour-averaged-s50, whose capped form scored 0.54 dB lower at 12.75
+    # (section "tuning-colour-admm"; the earlier rounds' strength 3 predates that model).
+    "pnp-admm": SolverDefaults(strength=2.65, step_scale=0.15),
 }
 
 

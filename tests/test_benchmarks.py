@@ -104,13 +104,19 @@ def test_shipped_defaults_are_the_tuned_choice_on_record(bench):
     from pnp_stable.defaults import defaults_for
 
     td = bench("tune_deblur")
-    # Colour: the 4-crop rounds chose, the 12-crop round (all held-out images) confirmed.
-    for channels, record in ((1, "tuning.json"), (3, "tuning-colour.json"), (3, "tuning-colour-12.json")):
+    # Colour FBS: the 4-crop rounds chose, the 12-crop round (all held-out images) confirmed.
+    # Colour ADMM: re-tuned on the 12 crops once colour-averaged-s50 took the strengths above
+    # 34/255 (FBS strengths stay below that switch at every tuned noise level).
+    deciding = ((1, "tuning.json", ("pnp-fbs", "pnp-admm")), (3, "tuning-colour.json", ("pnp-fbs",)),
+                (3, "tuning-colour-12.json", ("pnp-fbs",)), (3, "tuning-colour-admm.json", ("pnp-admm",)))
+    for channels, record, solvers in deciding:
         rows = json.loads((BENCH / "runs" / record).read_text())["rows"]
-        for solver in ("pnp-fbs", "pnp-admm"):
+        for solver in solvers:
             scored = [r for r in rows if r["solver"] == solver]
             # Each record holds rounds on its own images only (gray BSD400 / colour CBSD432).
             assert scored and all(r["problems"].get("channels", 1) == channels for r in scored)
+            # Rounds that recorded their model chain must have used today's shipped models.
+            assert all(r["problems"].get("models", td.model_chain(channels)) == td.model_chain(channels) for r in scored)
             best = td.choose_default(scored)
             shipped = defaults_for(solver, channels)
             assert shipped.strength == best["strength"]
@@ -268,3 +274,41 @@ def test_deblur_chunks_table_every_recorded_method_and_survive_a_cut_record(benc
     assert rows == {"tikhonov": 2, "fbs": 1}  # fbs kept from the first chunk
     assert "on the 1 problems of set12 at noise 12.75 that all of them ran" in out
     assert len(qd.load_runs(record)) == 3  # 2 from the first chunk, 1 new tikhonov run: none lost to the cut line
+
+
+def test_default_models_switch_where_the_record_says(bench):
+    # denoisers.pretrained._DEFAULT must ship the chain benchmarks/switch_levels.py measured on
+    # the held-out training images, for gray and for colour.
+    from denoisers import pretrained as pretrained_mod
+
+    sl = bench("switch_levels")
+    for channels, record in ((1, "switch-gray.json"), (3, "switch-colour.json")):
+        rec = json.loads((BENCH / "runs" / record).read_text())
+        assert rec["channels"] == channels
+        measured = sl.envelope_chain(rec["levels"], rec["psnr"])
+        expected = tuple((n, None if up is None else sl.shipped_switch(up) / 255) for n, up in measured)
+        shipped = pretrained_mod._DEFAULT[channels]
+        assert [n for n, _ in shipped] == [n for n, _ in expected]
+        assert all((a is None and b is None) or abs(a - b) < 1e-12 for (_, a), (_, b) in zip(shipped, expected))
+
+
+def test_model_envelope_skips_a_model_that_never_wins(bench):
+    sl = bench("switch_levels")
+    levels = [25, 30, 35, 40]
+    table = {"low": [28.0, 27.0, 25.0, 23.0], "never": [20.0, 20.0, 20.0, 20.0], "high": [26.0, 26.0, 25.5, 25.0]}
+    chain = sl.envelope_chain(levels, table)
+    assert [n for n, _ in chain] == ["low", "high"] and chain[-1][1] is None
+    assert 30 < chain[0][1] < 35  # low and high cross between 30 (27 vs 26) and 35 (25 vs 25.5)
+    assert sl.crossing(levels, table["low"], table["high"]) == pytest.approx(30 + 5 * 1.0 / 1.5)
+    assert sl.envelope_chain(levels, {"only": [1.0, 2.0, 3.0, 4.0]}) == [("only", None)]
+    assert sl.shipped_switch(32.99) == 32.5 and sl.shipped_switch(33.0) == 33.0
+
+
+def test_allocator_benchmark_child_times_one_deblur(bench):
+    import platform
+
+    ab = bench("allocator")
+    row = ab.run_child("camera", 1, "pnp-fbs", 1, retain=True)
+    assert sorted(row) == ["applied", "faults", "sys", "user", "wall"]
+    assert row["wall"] > 0 and row["faults"] >= 0
+    assert row["applied"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
