@@ -54,6 +54,22 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], *, repeats: int, w
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """The first ``length`` hex digits of a file's sha256: how records tell weights files apart.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "w.pt"
+    >>> _ = f.write_bytes(b"")
+    >>> file_digest(f, 12)
+    'e3b0c44298fc'
+    """
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]
+
+
 def write_section(name: str, body: str, path: Path | None = None) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md (or ``path``), leaving the others alone.
 

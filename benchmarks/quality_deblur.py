@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
+from _report import file_digest, machine, write_section  # noqa: E402  (script folder is on sys.path)
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
@@ -125,13 +125,8 @@ def setup_fingerprint(method: str, channels: int, baseline_path: str | None, lev
     >>> setup_fingerprint("fbs", 1, None, level=12.75).split(":")[0]
     'gray-averaged-s25'
     """
-    import hashlib
-
     from denoisers import default_pretrained_name
     from denoisers.pretrained import pretrained_path
-
-    def file_digest(path) -> str:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
     if method == "tikhonov":
         return "tikhonov-gradient-discrepancy"

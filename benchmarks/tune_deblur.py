@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
+from _report import file_digest, machine, write_section  # noqa: E402  (script folder is on sys.path)
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
@@ -168,14 +168,9 @@ def model_chain(channels: int) -> str:
     >>> model_chain(1).split(",")[0].startswith("gray-averaged-s25<=32.5/255:")
     True
     """
-    import hashlib
-
     from denoisers.pretrained import _DEFAULT, pretrained_path
 
-    def digest(name: str) -> str:
-        return hashlib.sha256(pretrained_path(name).read_bytes()).hexdigest()[:12]
-
-    return ",".join(f"{name}{'' if up_to is None else f'<={up_to * 255:g}/255'}:{digest(name)}"
+    return ",".join(f"{name}{'' if up_to is None else f'<={up_to * 255:g}/255'}:{file_digest(pretrained_path(name), 12)}"
                     for name, up_to in _DEFAULT[channels])
 
 
