@@ -45,7 +45,7 @@ from denoisers.data import ImageFolder  # noqa: E402
 from operators import Blur  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur, reconstruct, tikhonov_deblur  # noqa: E402
-from pnp_stable.defaults import defaults_for  # noqa: E402
+from pnp_stable.defaults import default_strength, defaults_for  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 SET_CHANNELS = {"set12": 1, "bsd68": 1, "cbsd10": 3, "cbsd68": 3, "set3c": 3}
@@ -134,7 +134,9 @@ def setup_fingerprint(method: str, channels: int, baseline_path: str | None, lev
         solver = f"pnp-{method}"
         tuned = defaults_for(solver, channels)
         # The model deblur() will pick: the default for the strength it calls the denoiser with.
-        name = default_pretrained_name(channels, None if level is None else tuned.strength * level / 255)
+        # With that model named, ``tuned`` (strength and step) fixes the result: lowering the
+        # strength to the model's cap (``keep_first_model``) only changes which model runs.
+        name = default_pretrained_name(channels, None if level is None else default_strength(solver, level / 255, channels))
         return f"{name}:{file_digest(pretrained_path(name))}:{tuned}"
     if method == "pnp-tv":
         return f"tv-n50:{defaults_for('pnp-fbs', channels)}"

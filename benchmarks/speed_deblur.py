@@ -47,7 +47,7 @@ from operators import Blur, operator_norm  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur, pnp_admm, pnp_fbs  # noqa: E402
 from pnp_stable.api import resolve_denoiser  # noqa: E402
-from pnp_stable.defaults import defaults_for  # noqa: E402
+from pnp_stable.defaults import default_strength, defaults_for  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 NOISE = 0.01
@@ -176,9 +176,9 @@ def per_iteration(case: str, iterations: int, repeats: int) -> list[dict]:
     y = y[None, None] if y.ndim == 2 else y.permute(2, 0, 1)[None]
     rows = []
     for solver, deepinv_name in (("pnp-fbs", "PGD"), ("pnp-admm", "ADMM")):
-        den = resolve_denoiser("default", channels=channels, solver=solver)
         tuned = defaults_for(solver, channels)
-        sigma = tuned.strength * NOISE
+        sigma = default_strength(solver, NOISE, channels)
+        den = resolve_denoiser("default", channels=channels, solver=solver, sigma=sigma)  # the model deblur() picks
         if solver == "pnp-fbs":
             step = tuned.step_factor / operator_norm(op, tuple(y.shape)).value ** 2
             ours = lambda: pnp_fbs(y, op, den, sigma=sigma, step=step, max_iter=iterations, tol=1e-30)  # noqa: E731

@@ -43,6 +43,7 @@ from operators._io import write_atomic  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
+from pnp_stable.defaults import capped_strength  # noqa: E402
 
 NOISES_255 = (2.55, 7.65, 12.75)
 
@@ -62,12 +63,19 @@ def grids(args) -> dict[str, list[dict]]:
     [{'strength': 0.7, 'step_factor': 1.9}, {'strength': 1.0, 'step_factor': 1.9}]
     >>> g["pnp-admm"]
     [{'strength': 3.0, 'step_scale': 0.15}]
+    >>> grids(Namespace(fbs_strengths="", fbs_factors="", admm_strengths="4", admm_steps="", admm_step_scales="0.2",
+    ...                 keep_first_model=True))["pnp-admm"]
+    [{'strength': 4.0, 'step_scale': 0.2, 'keep_first_model': True}]
     """
     scales = _floats(args.admm_step_scales) if args.admm_step_scales else []
+    admm = ([dict(strength=c, step=t) for c, t in itertools.product(_floats(args.admm_strengths), _floats(args.admm_steps))]
+            + [dict(strength=c, step_scale=k) for c, k in itertools.product(_floats(args.admm_strengths), scales)])
+    if getattr(args, "keep_first_model", False):
+        # Only ADMM relaxes the denoiser below its own certificate, so only its strength can be capped.
+        admm = [dict(p, keep_first_model=True) for p in admm]
     return {
         "pnp-fbs": [dict(strength=c, step_factor=f) for c, f in itertools.product(_floats(args.fbs_strengths), _floats(args.fbs_factors))],
-        "pnp-admm": [dict(strength=c, step=t) for c, t in itertools.product(_floats(args.admm_strengths), _floats(args.admm_steps))]
-        + [dict(strength=c, step_scale=k) for c, k in itertools.product(_floats(args.admm_strengths), scales)],
+        "pnp-admm": admm,
     }
 
 
@@ -115,14 +123,18 @@ def held_out_full(folder: str, n: int, val_split: int = 12, channels: int = 1) -
 
 
 def point_key(row: dict) -> tuple:
-    """What identifies a grid point: the solver and its knobs (strength and step).
+    """What identifies a grid point: the solver and its knobs (strength, step, and whether the
+    strength is kept on the first model).
 
     Examples
     --------
     >>> point_key({"solver": "pnp-fbs", "strength": 0.7, "step_factor": 1.9, "mean_psnr": 25.0})
     ('pnp-fbs', ('step_factor', 1.9), ('strength', 0.7))
+    >>> point_key({"solver": "pnp-admm", "strength": 4.0, "step_scale": 0.2, "keep_first_model": True})
+    ('pnp-admm', ('keep_first_model', True), ('step_scale', 0.2), ('strength', 4.0))
     """
-    return (row["solver"], *sorted((k, row[k]) for k in ("strength", "step_factor", "step", "step_scale") if k in row))
+    knobs = ("strength", "step_factor", "step", "step_scale", "keep_first_model")
+    return (row["solver"], *sorted((k, row[k]) for k in knobs if k in row))
 
 
 def recorded_points(path: Path | None, problem_set: dict) -> dict[tuple, dict]:
@@ -268,6 +280,9 @@ def main() -> None:
     ap.add_argument("--admm-strengths", default="2,3,4")
     ap.add_argument("--admm-steps", default="2,5")
     ap.add_argument("--admm-step-scales", default="", help="also try tau = scale / noise (comma separated scales)")
+    ap.add_argument("--keep-first-model", action="store_true",
+                    help="PnP-ADMM points lower their strength to what the first shipped model delivers at the "
+                    "alpha = 1/2 cap (pnp_stable.defaults.capped_strength), keeping that model")
     ap.add_argument("--section", default=None, help="RESULTS.md section to write (default: 'tuning' or 'tuning-colour')")
     ap.add_argument("--previous", action="append", default=[],
                     help="JSON of an earlier round on the same problems: its rows join the table and the choice")
@@ -299,12 +314,15 @@ def main() -> None:
                 continue
             scores, its = [], []
             for k, s, ys in problems:
-                opts = {key: v for key, v in point.items() if key not in ("strength", "step_scale")}
+                opts = {key: v for key, v in point.items() if key not in ("strength", "step_scale", "keep_first_model")}
                 if "step_scale" in point:
                     opts["step"] = point["step_scale"] / (s / 255)
                 values, iterations = [], []
+                sigma = point["strength"] * s / 255
+                if point.get("keep_first_model"):
+                    sigma = capped_strength(sigma, solver, args.channels)
                 for truth, y in zip(batches, ys):
-                    r = deblur(y, f"levin:{k}", s / 255, solver=solver, boundary="circular", sigma=point["strength"] * s / 255,
+                    r = deblur(y, f"levin:{k}", s / 255, solver=solver, boundary="circular", sigma=sigma,
                                max_iter=args.max_iter, progress=False, **opts)
                     values += psnr(r.image, truth).tolist()
                     iterations += list(r.report.iterations)
@@ -335,6 +353,8 @@ def main() -> None:
         "Default (bold): the best mean PSNR. "
         "Models: the shipped certified models deblur() picks for each strength (final weights). PnP-ADMM's denoiser "
         "is relaxed to alpha = 1/2 (firmly non-expansive), which caps its strength: equal columns are that cap. "
+        "A strength marked 'kept' is lowered to what the first model delivers at that cap, so that model runs "
+        "where the strength would otherwise switch to the next (pnp_stable.defaults.capped_strength). "
         f"Mean PSNR (dB) over all problems. Machine: {machine()}. Rounds (each row's round is its number in the table): "
         + "; ".join(f"{i}. `{c} --data DATA`" for i, c in enumerate(rounds, 1)) + ".",
         "",
@@ -346,10 +366,11 @@ def main() -> None:
                 f"tau = {r['step_scale']:g} / noise" if "step_scale" in r else f"tau = {r['step']:g}")
         mark = " **(default)**" if r is best[r["solver"]] else ""
         pn = r["per_noise"]
-        lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
+        kept = " (kept)" if r.get("keep_first_model") else ""
+        lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g}{kept} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
                      f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
     section = args.section or ("tuning" if args.channels == 1 else "tuning-colour")
-    title = (f"{'gray' if args.channels == 1 else 'colour'} training images, "
+    title = (f"{', '.join(sorted(best))}; {'gray' if args.channels == 1 else 'colour'} training images, "
              + (f"{args.images} crops of {args.crop}x{args.crop}" if args.crop > 0 else f"{args.images} whole images"))
     gains = {s: per_level_gain([r for r in rows if r["solver"] == s], b) for s, b in best.items()}
     lines += ["", "Per-level defaults (the best grid point at each noise level) would gain over the single default, "

@@ -18,7 +18,7 @@ from .certificate import Certificate, CertificateViolation, certify
 from .integrators import INTEGRATORS, get_integrator
 from .channelwise import ChannelwiseDenoiser
 from .models import AveragedDenoiser, GradientFlowNet, NonexpansiveDenoiser
-from .pretrained import available_pretrained, default_pretrained, default_pretrained_name, load_pretrained
+from .pretrained import available_pretrained, default_pretrained, default_pretrained_name, load_pretrained, strength_ceiling
 from .registry import build_model
 from .spectral import certified_conv_norm, conv_norm_on_grid
 
@@ -45,4 +45,5 @@ __all__ = [
     "default_pretrained",
     "default_pretrained_name",
     "load_pretrained",
+    "strength_ceiling",
 ]

@@ -20,7 +20,8 @@ import torch
 
 from .weights import load_weights
 
-__all__ = ["PretrainedInfo", "available_pretrained", "load_pretrained", "default_pretrained", "default_pretrained_name", "pretrained_names", "pretrained_path"]
+__all__ = ["PretrainedInfo", "available_pretrained", "load_pretrained", "default_pretrained", "default_pretrained_name", "pretrained_names", "pretrained_path",
+           "strength_ceiling"]
 
 SHIPPED_DIR = Path(__file__).with_name("shipped")
 
@@ -241,6 +242,59 @@ def _training_level(name: str) -> float:
     """The highest noise level the shipped model ``name`` was trained at."""
     level = _info(name).sigma_train
     return float(max(level) if isinstance(level, tuple) else level)
+
+
+def strength_ceiling(name: str, target_alpha: float | None = None) -> float | None:
+    """The largest denoiser strength the shipped model ``name`` delivers when relaxed to ``target_alpha``.
+
+    The model relaxes its network by ``theta(sigma)``, a calibrated non-decreasing table, never
+    above its cap (the certified ``theta``, lowered further to reach ``target_alpha``).  Above
+    the returned level ``theta`` sits at the cap, so a larger ``sigma`` gives exactly the same
+    denoiser: asking for more strength does nothing.
+
+    Parameters
+    ----------
+    name : str
+        A shipped model.
+    target_alpha : float, optional
+        The averagedness the model is relaxed to (e.g. 0.5 for PnP-ADMM); ``None``: the model as
+        certified.
+
+    Returns
+    -------
+    float or None
+        The level (noise standard deviation on the [0, 1] scale) from which ``theta`` is at the
+        cap; ``None`` when the cap is never reached.
+
+    Examples
+    --------
+    >>> level = strength_ceiling("gray-averaged-s25", target_alpha=0.5)
+    >>> 10 / 255 < level < 13 / 255
+    True
+    >>> d = load_pretrained("gray-averaged-s25", target_alpha=0.5)
+    >>> d.theta_for(level) == d.theta_for(1.0) == d.effective_theta()
+    True
+    """
+    if target_alpha is not None and not 0 < target_alpha < 1:
+        raise ValueError(f"target_alpha must lie in (0, 1); got {target_alpha!r}")
+    model = _verified(name)
+    if getattr(model, "strength", None) is None:
+        return None
+    cap = model.theta if target_alpha is None else min(model.theta, target_alpha / model.net.certified_alpha())
+    sigmas, thetas = (np.asarray(v, dtype=np.float64) for v in model.strength)
+    reached = np.nonzero(thetas >= cap)[0]
+    if reached.size == 0:
+        return None
+    i = int(reached[0])
+    if i == 0:
+        return float(sigmas[0])
+    # theta is piecewise linear in sigma: the cap is crossed inside segment (i - 1, i).
+    s0, s1, t0, t1 = sigmas[i - 1], sigmas[i], thetas[i - 1], thetas[i]
+    level = float(s0 + (cap - t0) * (s1 - s0) / (t1 - t0))
+    # Rounding may leave np.interp a hair below the cap there; step up until it is exactly reached.
+    while np.interp(level, sigmas, thetas) < cap:
+        level = float(np.nextafter(level, np.inf))
+    return level
 
 
 def default_pretrained_name(channels: int = 1, sigma: float | None = None) -> str:

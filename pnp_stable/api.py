@@ -13,7 +13,7 @@ import torch
 from operators import Blur
 from operators.noise import Gaussian
 
-from .defaults import defaults_for
+from .defaults import default_strength, defaults_for
 from .registry import get_solver
 from .report import ConvergenceReport
 
@@ -115,7 +115,7 @@ def _strength_and_step(denoiser, solver: str, noise_level: float | None, sigma: 
     if noise_level is None:
         raise ValueError("the shipped denoiser needs a strength: pass sigma= (the denoiser's noise level), or give the "
                          "operator a Gaussian noise model so that it can be tuned from its level")
-    return tuned.strength * noise_level
+    return default_strength(solver, noise_level, channels)
 
 
 def _noise_level(operator) -> float | None:

@@ -247,3 +247,65 @@ def test_reconstruct_default_needs_a_strength():
 
     r = reconstruct(y, Blur("box:3", noise_model=Gaussian(0.05)), progress=False, max_iter=5)
     assert r.report.guaranteed
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_capped_strength_keeps_the_first_model_under_the_admm_cap(channels):
+    from denoisers import default_pretrained_name, strength_ceiling
+    from denoisers.pretrained import _DEFAULT
+    from pnp_stable.defaults import capped_strength
+
+    first = _DEFAULT[channels][0][0]
+    ceiling = strength_ceiling(first, 0.5)
+    assert capped_strength(50 / 255, "pnp-admm", channels) == ceiling
+    assert default_pretrained_name(channels, capped_strength(50 / 255, "pnp-admm", channels)) == first
+    assert capped_strength(0.5 * ceiling, "pnp-admm", channels) == 0.5 * ceiling  # below the cap: unchanged
+    assert capped_strength(50 / 255, "pnp-fbs", channels) == 50 / 255  # FBS does not relax the model
+
+
+def test_capped_strength_leaves_a_cap_above_the_switch_alone(monkeypatch):
+    # If the cap bound only beyond the first model's switch level, keeping that model would
+    # take it where the next one is measured better: then the strength is left as it is.
+    from denoisers import pretrained as pretrained_mod
+    from pnp_stable.defaults import capped_strength
+
+    monkeypatch.setitem(pretrained_mod._DEFAULT, 1, (("gray-averaged-s25", 5 / 255), ("gray-averaged-s50", None)))
+    assert capped_strength(50 / 255, "pnp-admm", 1) == 50 / 255
+    with pytest.raises(ValueError, match="channels"):
+        capped_strength(0.1, "pnp-admm", 2)
+
+
+def test_default_strength_follows_keep_first_model(monkeypatch):
+    from denoisers import strength_ceiling
+    from pnp_stable import defaults as defaults_mod
+
+    monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2))
+    assert defaults_mod.default_strength("pnp-admm", 12.75 / 255) == pytest.approx(51 / 255)
+    kept = defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2, keep_first_model=True)
+    assert repr(kept) == repr(defaults_mod.DEFAULTS["pnp-admm"])  # benchmark fingerprints name the model instead
+    monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", kept)
+    assert defaults_mod.default_strength("pnp-admm", 12.75 / 255) == strength_ceiling("gray-averaged-s25", 0.5)
+    assert defaults_mod.default_strength("pnp-admm", 2.55 / 255) == pytest.approx(10.2 / 255)
+
+
+def test_deblur_admm_default_runs_the_model_its_strength_names(small_camera, monkeypatch):
+    # With keep_first_model the solver is called with the lowered strength and the first model.
+    from denoisers import pretrained as pretrained_mod
+    from pnp_stable import defaults as defaults_mod
+
+    asked, real = [], pretrained_mod.load_pretrained
+
+    def spy(name, *args, **kwargs):
+        asked.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(pretrained_mod, "load_pretrained", spy)
+    kept = defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2, keep_first_model=True)
+    monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", kept)
+    y = _blurred(small_camera, "box:3", 0.05)
+    r = deblur(y, "box:3", 0.05, solver="pnp-admm", max_iter=2, progress=False)
+    assert asked == ["gray-averaged-s25"] and r.report.guaranteed
+    monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2))
+    asked.clear()
+    deblur(y, "box:3", 0.05, solver="pnp-admm", max_iter=2, progress=False)
+    assert asked == ["gray-averaged-s50"]

@@ -58,14 +58,16 @@ def test_run_fingerprints_follow_model_and_defaults(bench, tmp_path):
     assert qd.setup_fingerprint("tikhonov", 1, None) == qd.setup_fingerprint("tikhonov", 3, None)
     # The model follows the strength the tuned defaults call the denoiser with.
     from denoisers import default_pretrained_name
-    from pnp_stable.defaults import defaults_for
+    from pnp_stable.defaults import default_strength, defaults_for
 
+    # (deblur() lowers a kept ADMM strength to the first model's ceiling: default_strength.)
     for method, level in (("admm", 2.55), ("admm", 12.75), ("fbs", 12.75), ("fbs", 50.0)):
-        strength = defaults_for(f"pnp-{method}").strength * level / 255
+        strength = default_strength(f"pnp-{method}", level / 255)
         assert qd.setup_fingerprint(method, 1, None, level).startswith(default_pretrained_name(1, strength) + ":")
     assert "gray-averaged-s50" in qd.setup_fingerprint("fbs", 1, None, 50.0)
+    assert "gray-averaged-s25" in qd.setup_fingerprint("admm", 1, None, 12.75)  # kept at the alpha = 1/2 cap
     for method in ("fbs", "admm"):  # colour runs follow the colour defaults and models
-        strength = defaults_for(f"pnp-{method}", 3).strength * 12.75 / 255
+        strength = default_strength(f"pnp-{method}", 12.75 / 255, 3)
         fp = qd.setup_fingerprint(method, 3, None, 12.75)
         assert fp.startswith(default_pretrained_name(3, strength) + ":") and fp.endswith(str(defaults_for(f"pnp-{method}", 3)))
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
@@ -107,8 +109,11 @@ def test_shipped_defaults_are_the_tuned_choice_on_record(bench):
     # Colour FBS: the 4-crop rounds chose, the 12-crop round (all held-out images) confirmed.
     # Colour ADMM: re-tuned on the 12 crops once colour-averaged-s50 took the strengths above
     # 34/255 (FBS strengths stay below that switch at every tuned noise level).
-    deciding = ((1, "tuning.json", ("pnp-fbs", "pnp-admm")), (3, "tuning-colour.json", ("pnp-fbs",)),
-                (3, "tuning-colour-12.json", ("pnp-fbs",)), (3, "tuning-colour-admm.json", ("pnp-admm",)))
+    # Gray ADMM: re-tuned on the 12 crops with the strength kept on the first model at the
+    # alpha = 1/2 cap (capped sigma-25 against capped sigma-50 at noise 12.75).
+    deciding = ((1, "tuning.json", ("pnp-fbs",)), (1, "tuning-gray-admm.json", ("pnp-admm",)),
+                (3, "tuning-colour.json", ("pnp-fbs",)), (3, "tuning-colour-12.json", ("pnp-fbs",)),
+                (3, "tuning-colour-admm.json", ("pnp-admm",)))
     for channels, record, solvers in deciding:
         rows = json.loads((BENCH / "runs" / record).read_text())["rows"]
         for solver in solvers:
@@ -122,6 +127,7 @@ def test_shipped_defaults_are_the_tuned_choice_on_record(bench):
             assert shipped.strength == best["strength"]
             assert shipped.step_factor == best.get("step_factor")
             assert shipped.step_scale == best.get("step_scale")
+            assert shipped.keep_first_model == best.get("keep_first_model", False)
 
 
 def test_tuning_rounds_merge_only_on_the_same_problems(bench, tmp_path, monkeypatch):
@@ -312,3 +318,34 @@ def test_allocator_benchmark_child_times_one_deblur(bench):
     assert sorted(row) == ["applied", "faults", "sys", "user", "wall"]
     assert row["wall"] > 0 and row["faults"] >= 0
     assert row["applied"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_tuning_keep_first_model_lowers_the_admm_strength_to_the_cap(bench, tmp_path, monkeypatch):
+    # A kept point must be scored at the strength deblur() will use (the first model's ceiling),
+    # and be recorded as its own grid point.
+    import types
+
+    import torch
+    from pnp_stable.defaults import capped_strength
+
+    td = bench("tune_deblur")
+    asked = []
+
+    def spy(y, kernel, noise, *, sigma, **kw):
+        asked.append((round(noise * 255, 2), sigma))
+        return types.SimpleNamespace(image=y, report=types.SimpleNamespace(iterations=[1] * y.shape[0]))
+
+    monkeypatch.setattr(td, "deblur", spy)
+    monkeypatch.setattr(td, "write_section", lambda *a, **k: None)
+    monkeypatch.setattr(td, "held_out_crops", lambda *a, **k: torch.full((1, 1, 32, 32), 0.5, dtype=torch.float64))
+    out = tmp_path / "t.json"
+    monkeypatch.setattr(sys, "argv", ["tune_deblur.py", "--data", "nowhere", "--images", "1", "--crop", "32", "--kernels", "1",
+                                      "--max-iter", "1", "--solvers", "pnp-admm", "--admm-strengths", "4", "--admm-steps", "",
+                                      "--admm-step-scales", "0.2", "--keep-first-model", "--json", str(out)])
+    td.main()
+    assert [lv for lv, _ in asked] == [2.55, 7.65, 12.75]
+    for level, sigma in asked:
+        assert sigma == capped_strength(4 * level / 255, "pnp-admm", 1)
+    assert asked[0][1] == pytest.approx(4 * 2.55 / 255) and asked[2][1] < 4 * 12.75 / 255  # capped only where it binds
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["keep_first_model"] is True and td.point_key(row)[1] == ("keep_first_model", True)

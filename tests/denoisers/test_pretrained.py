@@ -183,3 +183,29 @@ def test_shipped_defaults_are_shipped_and_ordered_by_training_level():
             assert shipped[n].channels in (1, channels)
             assert up_to is None or up_to >= level
             assert pretrained_mod.default_pretrained_name(channels, level) == n
+
+
+@pytest.mark.parametrize("name", sorted(pretrained_mod._SHIPPED))
+def test_strength_ceiling_is_where_the_relaxation_reaches_its_cap(name):
+    # Above the ceiling the relaxed model is one fixed operator: same theta, same output.
+    level = pretrained_mod.strength_ceiling(name, target_alpha=0.5)
+    d = load_pretrained(name, target_alpha=0.5, dtype=torch.float64)
+    cap = d.effective_theta()
+    assert level is not None and 0 < level < 50 / 255
+    assert d.theta_for(level) == cap and d.theta_for(level * (1 - 1e-6)) < cap
+    x = torch.rand(1, d.net.channels, 24, 24, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(d(x, level), d(x, 3 * level)) and not torch.equal(d(x, level), d(x, 0.9 * level))
+
+
+def test_strength_ceiling_without_a_binding_cap_and_bad_alpha():
+    # The sigma-50 gray model never reaches its own certified theta on its table (0.98 < 1) ...
+    assert pretrained_mod.strength_ceiling("gray-averaged-s50") is None
+    # ... while the sigma-25 one reaches theta = 1 at 30/255 and stays there.
+    assert pretrained_mod.strength_ceiling(NAME) == pytest.approx(30 / 255)
+    assert pretrained_mod.strength_ceiling(NAME, 0.3) < pretrained_mod.strength_ceiling(NAME, 0.5)
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="target_alpha"):
+            pretrained_mod.strength_ceiling(NAME, bad)
+    with pytest.raises(ValueError, match="no shipped model"):
+        pretrained_mod.strength_ceiling("unet")
