@@ -157,9 +157,20 @@ class AveragedDenoiser(NonexpansiveDenoiser):
 
     def effective_theta(self) -> float:
         """The relaxation used: ``theta``, lowered to reach ``target_alpha`` if one is set."""
-        if self.target_alpha is None:
+        return self.theta_cap(self.target_alpha)
+
+    def theta_cap(self, target_alpha: float | None = None) -> float:
+        """The largest relaxation allowed: ``theta``, lowered to reach ``target_alpha`` if given.
+
+        Examples
+        --------
+        >>> d = AveragedDenoiser(GradientFlowNet(1, width=8, depth=2))
+        >>> d.theta_cap() == d.theta and d.theta_cap(0.5) * d.net.certified_alpha() <= 0.5 + 1e-12
+        True
+        """
+        if target_alpha is None:
             return self.theta
-        return min(self.theta, self.target_alpha / self.net.certified_alpha())
+        return min(self.theta, target_alpha / self.net.certified_alpha())
 
     def theta_for(self, sigma) -> float | torch.Tensor:
         """The relaxation applied at noise level ``sigma`` (a float, or a tensor per sample).

@@ -280,7 +280,7 @@ def strength_ceiling(name: str, target_alpha: float | None = None) -> float | No
     model = _verified(name)
     if getattr(model, "strength", None) is None:
         return None
-    cap = model.theta if target_alpha is None else min(model.theta, target_alpha / model.net.certified_alpha())
+    cap = model.theta_cap(target_alpha)
     sigmas, thetas = (np.asarray(v, dtype=np.float64) for v in model.strength)
     reached = np.nonzero(thetas >= cap)[0]
     if reached.size == 0:

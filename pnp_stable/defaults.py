@@ -145,18 +145,17 @@ def capped_strength(sigma: float, solver: str, channels: int = 1) -> float:
     >>> capped_strength(0.01, "pnp-admm")
     0.01
     """
-    from denoisers.pretrained import _DEFAULT, strength_ceiling
+    from denoisers import default_pretrained_name, strength_ceiling
 
     from .registry import solver_info
 
     target = solver_info(solver).denoiser_alpha
     if target is None:
         return sigma
-    if channels not in _DEFAULT:
-        raise ValueError(f"channels must be 1 (gray) or 3 (colour); got {channels}")
-    first, up_to = _DEFAULT[channels][0]
+    first = default_pretrained_name(channels)
     ceiling = strength_ceiling(first, target)
-    if ceiling is None or (up_to is not None and ceiling > up_to) or sigma <= ceiling:
+    # Keep the first model only where the chain would still pick it at the ceiling itself.
+    if ceiling is None or sigma <= ceiling or default_pretrained_name(channels, ceiling) != first:
         return sigma
     return ceiling
 
