@@ -18,11 +18,17 @@ rerun reuses the runs whose fingerprint still matches: the protocol can be compl
 chunks (``--max-minutes``) across sessions and machines.  Writes the "deblurring" section
 of benchmarks/RESULTS.md.
 
+On a GPU machine the PnP methods run there with ``--device cuda``, and ``--shard K/N``
+splits the problems among N processes, each appending to its own ``--runs`` file; joining
+those files into the main record (``cat``) and rerunning without ``--shard`` makes the table,
+which counts the runs by device.
+
 Usage::
 
     python benchmarks/quality_deblur.py --data ../shared/data/test --sets set12 --limit 2 --kernels 1,4,8
         [--levels 2.55,7.65,12.75] [--methods tikhonov,fbs,admm,pnp-tv] [--max-iter 200]
         [--runs benchmarks/runs/deblur.jsonl] [--max-minutes 30] [--json out.json]
+        [--device cuda] [--shard 0/4]
 """
 
 from __future__ import annotations
@@ -68,8 +74,12 @@ def _metrics(est: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
     return float(peak_signal_noise_ratio(t, e, data_range=1.0)), float(ssim)
 
 
-def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, max_iter: int, baseline=None):
+def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, max_iter: int, baseline=None,
+            device: str = "cpu"):
     """(estimate, iterations, converged, guaranteed, stop reason) of one method on one problem.
+
+    The PnP methods run on ``device`` (the closed-form Tikhonov stays on the CPU); the estimate
+    comes back on the CPU.
 
     Examples
     --------
@@ -82,9 +92,10 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
     if method == "tikhonov":
         return tikhonov_deblur(y, op, noise_level=noise).x, 0, True, None, "closed form"
     if method in ("fbs", "admm"):
-        r = deblur(y, op.kernel.numpy(), noise, solver=f"pnp-{method}", boundary="circular", max_iter=max_iter, progress=False)
+        r = deblur(y, op.kernel.numpy(), noise, solver=f"pnp-{method}", boundary="circular", max_iter=max_iter, progress=False,
+                   device=device)
         rep = r.report
-        return r.image, rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
+        return r.image.cpu(), rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
     if method in ("pnp-tv", "baseline"):
         import warnings
 
@@ -98,11 +109,56 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no certificate": recorded as guaranteed=False below
             # reconstruct() runs a float32 network on the float64 problem in its own dtype.
-            r = reconstruct(y, op, denoiser=den, solver="pnp-fbs", sigma=tuned.strength * noise,
+            r = reconstruct(y.to(device), op.to(device), denoiser=den.to(device), solver="pnp-fbs", sigma=tuned.strength * noise,
                             step_factor=tuned.step_factor or 1.0, max_iter=max_iter, progress=False, strict=False)
         rep = r.report
-        return r.image, rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
+        return r.image.cpu(), rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
     raise ValueError(f"unknown method {method!r}")
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)``: this process runs problems K, K+N, K+2N, ... (``None``: all).
+
+    Shards let several processes (on a GPU machine, or on more cores) split one protocol, each
+    writing its own ``--runs`` record; the records are then joined and the table made without
+    ``--shard``.
+
+    Examples
+    --------
+    >>> parse_shard("1/4"), parse_shard(None)
+    ((1, 4), (0, 1))
+    >>> parse_shard("4/4")
+    Traceback (most recent call last):
+    ...
+    ValueError: --shard must be K/N with integers 0 <= K < N; got '4/4'
+    """
+    if text is None:
+        return 0, 1
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        k, n = -1, 0
+    if not 0 <= k < n:
+        raise ValueError(f"--shard must be K/N with integers 0 <= K < N; got {text!r}")
+    return k, n
+
+
+def device_note(runs: list[dict]) -> str:
+    """Where the runs ran, when not all on the CPU: their seconds are then not comparable.
+
+    Examples
+    --------
+    >>> device_note([{"device": "cpu"}, {}])
+    ''
+    >>> device_note([{"device": "cuda"}, {"device": "cpu"}, {}])
+    ' Runs by device: cpu 2, cuda 1 (seconds per run mix the devices).'
+    """
+    from collections import Counter
+
+    c = Counter(r.get("device", "cpu") for r in runs)  # runs recorded before --device ran on the CPU
+    if set(c) <= {"cpu"}:
+        return ""
+    return " Runs by device: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + " (seconds per run mix the devices)."
 
 
 def _other_stops(runs: list[dict]) -> str:
@@ -205,9 +261,19 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="weights of the matched unconstrained baseline")
     ap.add_argument("--runs", default=str(_HERE / "runs" / "deblur.jsonl"),
                     help="JSON-lines record of finished runs, reused when their setup matches (default: %(default)s)")
+    ap.add_argument("--reuse", action="append", default=[],
+                    help="another record whose runs count as done (read only; repeatable): shards skip what the main record has")
     ap.add_argument("--max-minutes", type=float, default=None, help="start no new problem after this long (rerun to go on)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--device", default="cpu", help="where the PnP methods run (e.g. cuda; default: %(default)s)")
+    ap.add_argument("--shard", default=None,
+                    help="K/N: run only problems K, K+N, ... (parallel processes, each with its own --runs); "
+                         "writes no table: join the records and rerun without --shard")
     args = ap.parse_args()
+    try:
+        shard, shards = parse_shard(args.shard)
+    except ValueError as err:
+        ap.error(str(err))
     retain_freed_memory()  # as the command line does: no page faults on every iteration's buffers
     from tqdm.auto import tqdm
 
@@ -229,7 +295,8 @@ def main() -> None:
     levels = [float(v) for v in args.levels.split(",")]
     record = Path(args.runs)
     record.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["set"], r["image"], r["kernel"], r["level"], r["method"], r["max_iter"], r["setup"]): r for r in load_runs(record)}
+    known = [r for path in args.reuse for r in load_runs(Path(path))] + load_runs(record)
+    done = {(r["set"], r["image"], r["kernel"], r["level"], r["method"], r["max_iter"], r["setup"]): r for r in known}
     if record.exists() and record.stat().st_size and not record.read_bytes().endswith(b"\n"):
         with record.open("a") as fh:  # a kill cut the last line: start the next record on a line of its own
             fh.write("\n")
@@ -242,7 +309,9 @@ def main() -> None:
         folder = ImageFolder(Path(args.data) / name, channels, limit=args.limit)
         jobs = [(i, k, lv) for i in range(len(folder)) for k in kernels for lv in levels]
         setups = {(m, lv): setup_fingerprint(m, channels, args.baseline, lv) for m in tabled for lv in levels}
-        for i, k, lv in tqdm(jobs, desc=name):
+        if shards > 1:
+            jobs = jobs[shard::shards]
+        for i, k, lv in tqdm(jobs, desc=name if shards == 1 else f"{name} {shard}/{shards}"):
             keys = {m: (name, folder.files[i].name, k, lv, m, args.max_iter, setups[m, lv]) for m in tabled}
             todo = [m for m in methods if keys[m] not in done]
             runs += [done[keys[m]] for m in tabled if keys[m] in done]
@@ -257,14 +326,17 @@ def main() -> None:
             y = op(truth, seed=100000 * k + 1000 * int(lv * 100) + i)
             for m in todo:
                 t1 = time.perf_counter()
-                x, its, conv, guar, stop = run_one(m, y, op, f"levin:{k}", noise, args.max_iter, baseline_for(channels))
+                x, its, conv, guar, stop = run_one(m, y, op, f"levin:{k}", noise, args.max_iter, baseline_for(channels), args.device)
                 p, s = _metrics(x, truth)
                 run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
                            iterations=int(its), converged=bool(conv), guaranteed=guar, stop=stop, seconds=time.perf_counter() - t1,
-                           max_iter=args.max_iter, setup=setups[m, lv])
+                           max_iter=args.max_iter, setup=setups[m, lv], device=args.device)
                 runs.append(run)
                 with record.open("a") as fh:  # one line per run: a kill loses at most the run in progress
                     fh.write(json.dumps(run) + "\n")
+    if shards > 1:
+        print(f"shard {shard}/{shards}: {len(runs)} runs in {record}; join the shards' records and rerun without --shard for the table")
+        return
     tabled = [m for m in tabled if any(r["method"] == m for r in runs)]
     expected = sum(len(ImageFolder(Path(args.data) / n, SET_CHANNELS[n], limit=args.limit)) for n in args.sets.split(",")) \
         * len(kernels) * len(levels) * len(tabled)
@@ -282,7 +354,7 @@ def main() -> None:
         f"{tv_note}"
         f"{f'; baseline: PnP-FBS with the matched unconstrained network `{Path(args.baseline).name}` (no certificate), same defaults as fbs' if args.baseline else ''}"
         ". Mean PSNR (dB) / SSIM; iterations mean (max); 'conv.' counts runs that reached the "
-        f"1e-4 residual; 'other stops' counts runs ended otherwise (diverged, non-monotone, non-finite, max_iter); seconds per run (mean). Machine: {machine()}.",
+        f"1e-4 residual; 'other stops' counts runs ended otherwise (diverged, non-monotone, non-finite, max_iter); seconds per run (mean). Machine: {machine()}.{device_note(runs)}",
         "",
         "| set | noise /255 | method | runs | PSNR / SSIM | iterations | conv. | other stops | guaranteed | s / run |",
         "|---|---|---|---:|---|---|---|---|---|---:|",

@@ -349,3 +349,65 @@ def test_tuning_keep_first_model_lowers_the_admm_strength_to_the_cap(bench, tmp_
     assert asked[0][1] == pytest.approx(4 * 2.55 / 255) and asked[2][1] < 4 * 12.75 / 255  # capped only where it binds
     (row,) = json.loads(out.read_text())["rows"]
     assert row["keep_first_model"] is True and td.point_key(row)[1] == ("keep_first_model", True)
+
+
+def test_deblur_shards_split_the_problems_and_join_into_one_table(bench, tmp_path, monkeypatch, capsys):
+    """--shard K/N processes run disjoint problems that together cover the protocol; their
+    joined records make the table without running anything again."""
+    from skimage import io
+
+    qd = bench("quality_deblur")
+    (tmp_path / "set12").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        io.imsave(tmp_path / "set12" / f"{i}.png", rng.integers(0, 256, (40, 40), dtype=np.uint8), check_contrast=False)
+    sections = []
+    monkeypatch.setattr(qd, "write_section", lambda name, body, path=None: sections.append(body))
+
+    def run(record: Path, *extra: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["quality_deblur.py", "--data", str(tmp_path), "--sets", "set12", "--kernels", "1,2",
+                                          "--levels", "12.75", "--methods", "tikhonov", "--runs", str(record), *extra])
+        qd.main()
+        return capsys.readouterr().out
+
+    parts = [tmp_path / f"shard{k}.jsonl" for k in range(2)]
+    for k, part in enumerate(parts):
+        assert "join the shards' records" in run(part, "--shard", f"{k}/2")
+    assert sections == []  # a shard writes no table
+    keys = [{(r["image"], r["kernel"]) for r in qd.load_runs(part)} for part in parts]
+    assert len(keys[0]) == 3 and len(keys[1]) == 3 and not keys[0] & keys[1]  # 6 problems, split 3 + 3
+    assert {r["device"] for part in parts for r in qd.load_runs(part)} == {"cpu"}
+    joined = tmp_path / "runs.jsonl"
+    joined.write_text("".join(part.read_text() for part in parts))
+    monkeypatch.setattr(qd, "run_one", lambda *a, **k: pytest.fail("a recorded run was run again"))
+    out = run(joined)
+    assert "| set12 | 12.75 | tikhonov | 6 |" in out and "PARTIAL" not in out and len(sections) == 1
+    # A shard reuses the runs of the main record (--reuse) rather than redoing them.
+    run(tmp_path / "shard-again.jsonl", "--shard", "0/2", "--reuse", str(joined))
+    assert qd.load_runs(tmp_path / "shard-again.jsonl") == []
+    with pytest.raises(SystemExit):
+        run(joined, "--shard", "2/2")
+    assert "--shard must be K/N" in capsys.readouterr().err
+
+
+def test_parallel_deblur_script_runs_every_problem_once(tmp_path):
+    """benchmarks/parallel_deblur.sh starts N shards whose records together hold each problem once."""
+    import os
+    import subprocess
+
+    from skimage import io
+
+    (tmp_path / "set12").mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        io.imsave(tmp_path / "set12" / f"shard-test-{i}.png", rng.integers(0, 256, (32, 32), dtype=np.uint8), check_contrast=False)
+    out = tmp_path / "out"
+    args = ["--data", str(tmp_path), "--sets", "set12", "--kernels", "1", "--levels", "2.55,12.75", "--methods", "tikhonov"]
+    env = {**os.environ, "PYTHONPATH": str(BENCH.parent)}
+    done = subprocess.run(["bash", str(BENCH / "parallel_deblur.sh"), "2", str(out), *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr + "".join(p.read_text() for p in out.glob("*.log"))
+    runs = [json.loads(line) for part in sorted(out.glob("shard-*.jsonl")) for line in part.read_text().splitlines()]
+    assert sorted((r["image"], r["level"]) for r in runs) == [(f"shard-test-{i}.png", lv) for i in range(2) for lv in (2.55, 12.75)]
+    bad = subprocess.run(["bash", str(BENCH / "parallel_deblur.sh"), "0", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "N a positive integer" in bad.stderr
