@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -109,7 +110,10 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no certificate": recorded as guaranteed=False below
             # reconstruct() runs a float32 network on the float64 problem in its own dtype.
-            r = reconstruct(y.to(device), op.to(device), denoiser=den.to(device), solver="pnp-fbs", sigma=tuned.strength * noise,
+            # Module.to moves in place: the problem's operator is copied, so that the methods run after
+            # this one (Tikhonov, deblur() with op.kernel) still find it on the CPU.
+            op_here = op if torch.device(device) == op.kernel.device else copy.deepcopy(op).to(device)
+            r = reconstruct(y.to(device), op_here, denoiser=den.to(device), solver="pnp-fbs", sigma=tuned.strength * noise,
                             step_factor=tuned.step_factor or 1.0, max_iter=max_iter, progress=False, strict=False)
         rep = r.report
         return r.image.cpu(), rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
