@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from pnp_stable.demo import run_demo
+from pnp_stable.registry import DEFAULT_SOLVER
 
 
 def main(argv=None) -> int:
@@ -23,7 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument("images", nargs="*", default=["camera"])
     parser.add_argument("--kernel", default="levin:1")
     parser.add_argument("--noise", type=float, default=0.01)
-    parser.add_argument("--solver", default="pnp-admm")
+    parser.add_argument("--solver", default=DEFAULT_SOLVER)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("-o", "--output-dir", default=".")
     parser.add_argument("--overwrite", action="store_true")

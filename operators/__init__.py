@@ -15,7 +15,7 @@ This package imports nothing from ``denoisers`` or ``pnp_stable``.
 from . import kernels, noise
 from .adjoint import AdjointMismatchError, adjoint_error, check_adjoint
 from .base import LinearOperator, OperatorNorm
-from .blur import BOUNDARIES, Blur
+from .blur import BLUR_BOUNDARIES, BOUNDARIES, Blur
 from .custom import CustomOperator, NotLinearError, as_operator
 from .downsampling import Downsampling
 from .inpainting import Inpainting
@@ -23,6 +23,7 @@ from .norms import estimate_norm, operator_norm
 
 __all__ = [
     "AdjointMismatchError",
+    "BLUR_BOUNDARIES",
     "BOUNDARIES",
     "Blur",
     "CustomOperator",

@@ -106,6 +106,20 @@ class LinearOperator(LinearPhysics):
         """
         return None
 
+    # -- solver start ---------------------------------------------------------------------
+    def initial_estimate(self, y: torch.Tensor) -> torch.Tensor:
+        """A start for iterative solvers, on the input domain: ``A^T y`` unless a subclass
+        knows better (the unknown-boundary :class:`~operators.Blur` mirrors ``y`` outwards).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from operators import Blur
+        >>> Blur("box:3").initial_estimate(torch.ones(1, 1, 8, 8)).shape
+        torch.Size([1, 1, 8, 8])
+        """
+        return self.A_adjoint(y)
+
     # -- prox of the data term ---------------------------------------------------------
     def _prox_preconditioner(self, z: torch.Tensor, gamma: torch.Tensor):
         """An SPD approximation of ``(gamma A^T A + I)^{-1}``, or None."""
@@ -124,7 +138,8 @@ class LinearOperator(LinearPhysics):
         return self.prox_l2_info(z, y, gamma, **kwargs)[0]
 
     def prox_l2_info(self, z, y, gamma, *, tol: float | None = None, max_iter: int | None = None,
-                     init: torch.Tensor | None = None, **kwargs) -> tuple[torch.Tensor, dict]:
+                     init: torch.Tensor | None = None, atol: float | torch.Tensor = 0.0,
+                     **kwargs) -> tuple[torch.Tensor, dict]:
         r"""The prox of :meth:`prox_l2` and how it was computed.
 
         Parameters
@@ -137,6 +152,9 @@ class LinearOperator(LinearPhysics):
             Positive weight; a tensor of shape (B,) or (B, 1, 1, 1) gives one per sample.
         tol, max_iter : optional
             Override ``prox_tol`` / ``prox_max_iter`` for this call (iterative proxes).
+        atol : float or torch.Tensor
+            Absolute residual tolerance of an iterative solve, one per sample or one for all:
+            it stops when the residual is below ``tol * ||b||`` or below ``atol``.
         init : torch.Tensor, optional
             Warm start of an iterative solve (default: the preconditioned right-hand side).
 
@@ -145,8 +163,10 @@ class LinearOperator(LinearPhysics):
         x : torch.Tensor
             The prox.
         info : dict
-            ``method`` ("closed form" or "pcg"), ``iterations``, ``converged``, and for PCG
-            the final ``relative_residual`` per sample.
+            ``method`` ("closed form" or "pcg"), ``iterations``, ``converged``, and
+            ``error_bound``: per sample, an upper bound of ``||x - prox(z)||`` (zero for a closed
+            form).  For PCG it is the residual norm ``||b - M x||``, which bounds the error
+            because ``M = gamma A^T A + I`` has every eigenvalue at least 1.
         """
         check_image_batch(z, "z")
         g = self._gamma(gamma, z)
@@ -158,13 +178,16 @@ class LinearOperator(LinearPhysics):
             x0=init,
             tol=self.prox_tol if tol is None else tol,
             max_iter=self.prox_max_iter if max_iter is None else max_iter,
+            atol=atol,
         )
-        return x, dict(info, method="pcg")
+        # ||x - x*|| = ||M^{-1}(b - M x)|| <= ||b - M x|| since M >= I.
+        return x, dict(info, method="pcg", error_bound=info["residual_norm"])
 
     @staticmethod
     def closed_form(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Package a closed-form prox result with its info."""
-        return x, {"method": "closed form", "iterations": 0, "converged": True}
+        return x, {"method": "closed form", "iterations": 0, "converged": True,
+                   "error_bound": x.new_zeros(x.shape[0])}
 
     @staticmethod
     def _gamma(gamma, like: torch.Tensor) -> torch.Tensor:

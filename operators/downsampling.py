@@ -8,7 +8,7 @@ import torch
 
 from ._checks import check_image_batch, check_shape4
 from .base import ROUNDING_ALLOWANCE, LinearOperator, OperatorNorm
-from .blur import Blur
+from .blur import BOUNDARIES, Blur
 from .functional import transfer_function
 
 __all__ = ["Downsampling"]
@@ -53,6 +53,9 @@ class Downsampling(LinearOperator):
         if isinstance(factor, bool) or not float(factor).is_integer() or factor < 1:
             raise ValueError(f"factor must be a positive integer; got {factor!r}")
         self.factor = int(factor)
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"Downsampling supports the boundaries {', '.join(BOUNDARIES)}; got {boundary!r} "
+                             "(the unknown-boundary model is available for Blur only)")
         if kernel is None:
             kernel = f"gaussian:{self.factor / 2}" if self.factor > 1 else [[1.0]]
         self.blur = Blur(kernel, boundary=boundary)

@@ -181,13 +181,14 @@ def pcg(
     *,
     precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
     x0: torch.Tensor | None = None,
-    tol: float = 1e-6,
+    tol: float | torch.Tensor = 1e-6,
     max_iter: int = 100,
+    atol: float | torch.Tensor = 0.0,
 ) -> tuple[torch.Tensor, dict]:
     """Batched preconditioned conjugate gradients for a symmetric positive definite ``A``.
 
-    Each sample of the batch (first axis) stops on its own once its relative residual
-    ``||b - A x|| / ||b||`` is below ``tol``.  deepinv's ``conjugate_gradient`` takes no
+    Each sample of the batch (first axis) stops on its own once its residual
+    ``||b - A x||`` is below ``tol * ||b||`` or below ``atol``.  deepinv's ``conjugate_gradient`` takes no
     preconditioner, and the circulant preconditioner is what makes non-circular blur proxes
     cost a handful of applications instead of dozens.
 
@@ -201,17 +202,22 @@ def pcg(
         Applies an SPD approximation of ``A^{-1}``.
     x0 : torch.Tensor, optional
         Initial guess (default: ``precondition(b)`` or zero).
-    tol : float
-        Relative residual tolerance per sample.
+    tol : float or torch.Tensor
+        Relative residual tolerance, one for all or one per sample.
     max_iter : int
         Iteration cap.
+    atol : float or torch.Tensor
+        Absolute residual tolerance, one for all or one per sample (an inexact-prox schedule
+        asks for an absolute error bound).
 
     Returns
     -------
     x : torch.Tensor
         The solution.
     info : dict
-        ``iterations`` (int), ``relative_residual`` (tensor per sample), ``converged`` (bool).
+        ``iterations`` (int), ``relative_residual`` and ``residual_norm`` (tensors per
+        sample, the recursively updated residual), ``rhs_norm`` (``||b||`` per sample),
+        ``converged`` (bool).
 
     Examples
     --------
@@ -230,10 +236,13 @@ def pcg(
         return (u * v).reshape(batch, -1).sum(1)
 
     bnorm = dot(b, b).sqrt().clamp_min(torch.finfo(b.dtype).tiny)
+    # Stop when ||r|| <= max(tol ||b||, atol), per sample.
+    limit = torch.maximum(torch.as_tensor(tol, dtype=b.dtype, device=b.device) * bnorm,
+                          torch.as_tensor(atol, dtype=b.dtype, device=b.device))
     x = x0.clone() if x0 is not None else P(b)
     r = b - apply_A(x)
-    rel = dot(r, r).sqrt() / bnorm
-    active = rel > tol
+    rnorm = dot(r, r).sqrt()
+    active = rnorm > limit
     z = P(r)
     p = z
     rz = dot(r, z)
@@ -247,14 +256,15 @@ def pcg(
         alpha = torch.where(active, rz / pAp.clamp_min(torch.finfo(b.dtype).tiny), torch.zeros_like(rz))
         x = x + alpha.view(view) * p
         r = r - alpha.view(view) * Ap
-        rel = dot(r, r).sqrt() / bnorm
-        active = active & (rel > tol)
+        rnorm = dot(r, r).sqrt()
+        active = active & (rnorm > limit)
         z = P(r)
         rz_new = dot(r, z)
         beta = rz_new / rz.clamp_min(torch.finfo(b.dtype).tiny)
         p = z + beta.view(view) * p
         rz = rz_new
-    return x, {"iterations": it, "relative_residual": rel, "converged": not bool(active.any())}
+    return x, {"iterations": it, "relative_residual": rnorm / bnorm, "residual_norm": rnorm, "rhs_norm": bnorm,
+               "converged": not bool(active.any())}
 
 
 def collatz_wielandt_bound(

@@ -14,10 +14,10 @@ from operators import Blur
 from operators.noise import Gaussian
 
 from .defaults import default_strength, defaults_for
-from .registry import get_solver
+from .registry import DEFAULT_SOLVER, get_solver
 from .report import ConvergenceReport
 
-__all__ = ["Reconstruction", "reconstruct", "deblur", "resolve_denoiser"]
+__all__ = ["Reconstruction", "RunPlan", "plan_run", "reconstruct", "deblur", "resolve_denoiser"]
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,52 @@ def _match_dtype(denoiser, dtype: torch.dtype):
     return denoiser
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a solver run needs beyond the data: resolved once, then used as it is.
+
+    Attributes
+    ----------
+    solver : str
+        Registered solver name.
+    denoiser : callable
+        The resolved denoiser (a shipped model already relaxed for the solver).
+    sigma : float
+        Denoiser strength.
+    options : dict
+        Solver options, the tuned step included.
+    """
+
+    solver: str
+    denoiser: Any
+    sigma: float
+    options: dict
+
+
+def plan_run(denoiser="default", solver: str = DEFAULT_SOLVER, *, noise_level: float | None = None,
+             sigma: float | None = None, channels: int = 1, **solver_options) -> RunPlan:
+    """Resolve the denoiser, its strength and the solver step for one run.
+
+    With the shipped denoiser (``"default"``) strength and step come from the values tuned on
+    training images (:mod:`pnp_stable.defaults`); explicit ``sigma`` and ``step`` /
+    ``step_factor`` always win.  With another denoiser the strength defaults to the noise level.
+
+    Examples
+    --------
+    >>> plan = plan_run("default", "pnp-admm", noise_level=0.01)
+    >>> plan.denoiser.certified_alpha() <= 0.5, "step" in plan.options
+    (True, True)
+    """
+    get_solver(solver)  # an unknown name fails before any model is loaded
+    options = dict(solver_options)
+    sigma = _strength_and_step(denoiser, solver, noise_level, sigma, options, channels=channels)
+    den = resolve_denoiser(denoiser, channels=channels, solver=solver, sigma=sigma)
+    return RunPlan(solver, den, sigma, options)
+
+
 def _strength_and_step(denoiser, solver: str, noise_level: float | None, sigma: float | None, solver_options: dict,
                        channels: int = 1) -> float:
-    """The denoiser strength to use, and the tuned step added to ``solver_options`` (in place).
-
-    With the shipped denoiser, strength and step were tuned together on training images, for
-    gray and colour apart (:mod:`pnp_stable.defaults`); explicit values always win.
-    """
+    """The denoiser strength to use, and the tuned step added to ``solver_options`` (in place)."""
     shipped = isinstance(denoiser, str) and denoiser == "default"
     if not shipped:
         return sigma if sigma is not None else (noise_level or 0.0)
@@ -126,8 +165,8 @@ def _noise_level(operator) -> float | None:
         return None
 
 
-def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = "pnp-fbs", sigma: float | None = None,
-                max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True, **solver_options) -> Reconstruction:
+def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = DEFAULT_SOLVER, sigma: float | None = None,
+                noise_level: float | None = None, max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True, **solver_options) -> Reconstruction:
     """Solve ``y = A x + noise`` by a registered PnP solver.
 
     Parameters
@@ -140,11 +179,14 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     denoiser : callable, path or "default"
         See :func:`resolve_denoiser`.
     solver : str
-        A name from :func:`pnp_stable.available_solvers`.
+        A name from :func:`pnp_stable.available_solvers` (default PnP-ADMM).
     sigma : float, optional
         Denoiser strength passed to ``denoiser(x, sigma)``.  Default: from the noise level of the
         operator's noise model (times the tuned factor of :mod:`pnp_stable.defaults` for the
         shipped denoiser, which also sets the step), else 0.
+    noise_level : float, optional
+        Noise standard deviation of ``y`` (on the [0, 1] scale) when the operator carries no
+        Gaussian noise model that says it.
     max_iter, tol, callback, progress
         Passed to the solver.
     **solver_options
@@ -153,6 +195,8 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     Returns
     -------
     Reconstruction
+        The image lives on the operator's input domain: for ``Blur(..., boundary="unknown")``
+        that is the extended domain (crop it with ``operator.observed_region``).
 
     Examples
     --------
@@ -165,11 +209,18 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     >>> r.report.guaranteed
     True
     """
-    fn = get_solver(solver)
-    solver_options = dict(solver_options)
-    sigma = _strength_and_step(denoiser, solver, _noise_level(operator), sigma, solver_options, channels=y.shape[1])
-    den = _match_dtype(resolve_denoiser(denoiser, channels=y.shape[1], solver=solver, sigma=sigma), y.dtype)
-    x, report = fn(y, operator, den, sigma=sigma, max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
+    if noise_level is None:
+        noise_level = _noise_level(operator)
+    elif not (isinstance(noise_level, (int, float)) and np.isfinite(noise_level) and noise_level >= 0):
+        raise ValueError(f"noise_level must be a finite number >= 0; got {noise_level!r}")
+    plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
+    return _execute(y, operator, plan, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
+
+
+def _execute(y: torch.Tensor, operator, plan: RunPlan, **run) -> Reconstruction:
+    """Run a resolved plan: nothing is resolved again here."""
+    den = _match_dtype(plan.denoiser, y.dtype)
+    x, report = get_solver(plan.solver)(y, operator, den, sigma=plan.sigma, **run, **plan.options)
     return Reconstruction(x, report)
 
 
@@ -208,7 +259,7 @@ def _from_batch(x: torch.Tensor, how: dict):
     return a.astype(how["dtype"])
 
 
-def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denoiser="default", boundary: str = "symmetric",
+def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, denoiser="default", boundary: str = "symmetric",
            channel_axis: int | None = None, sigma: float | None = None, max_iter: int = 200, tol: float = 1e-4,
            callback=None, progress: bool = True, device=None, **solver_options) -> Reconstruction:
     """Deblur a photograph with a certified PnP solver.
@@ -223,10 +274,12 @@ def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denois
     noise_level : float
         Standard deviation of the noise on the [0, 1] scale (>= 0).
     solver : str
-        Registered solver name.
+        Registered solver name (default PnP-ADMM).
     denoiser : callable, path or "default"
     boundary : str
-        Blur boundary (``"symmetric"`` suits photographs; ``"circular"`` is fastest).
+        Blur boundary model (:class:`operators.Blur`).  ``"unknown"`` assumes nothing outside
+        the frame: the image is restored on a domain extended by the kernel's reach and
+        cropped back.  ``"circular"`` is the fastest and is exact for periodic data.
     channel_axis : int, optional
         Axis of the colour channels of a numpy image (scikit-image's convention).
     sigma : float, optional
@@ -239,8 +292,8 @@ def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denois
     Returns
     -------
     Reconstruction
-        ``image`` of the input's kind, layout and dtype (integer images are rounded and clipped
-        to their range; float images are not clipped), and the convergence ``report``.
+        ``image`` of the input's kind, shape, layout and dtype (integer images are rounded and
+        clipped to their range; float images are not clipped), and the convergence ``report``.
 
     Examples
     --------
@@ -259,13 +312,10 @@ def deblur(image, kernel, noise_level: float, *, solver: str = "pnp-fbs", denois
     if not bool(torch.isfinite(y).all()):
         raise ValueError("image contains NaN or Inf")
     op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
-    sigma = _strength_and_step(denoiser, solver, noise_level, sigma, solver_options, channels=y.shape[1])
-    # The shipped model is chosen for the strength it will be called with (gray 25 -> 50 above 32.5/255).
-    den = resolve_denoiser(denoiser, channels=y.shape[1], solver=solver, sigma=sigma)
+    plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
     if device is not None:
         y, op = y.to(device), op.to(device)
-        if isinstance(den, torch.nn.Module):
-            den = den.to(device)
-    rec = reconstruct(y, op, denoiser=den, solver=solver, sigma=sigma,
-                      max_iter=max_iter, tol=tol, callback=callback, progress=progress, **solver_options)
-    return Reconstruction(_from_batch(rec.image, how), rec.report)
+        if isinstance(plan.denoiser, torch.nn.Module):
+            plan = RunPlan(plan.solver, plan.denoiser.to(device), plan.sigma, plan.options)
+    rec = _execute(y, op, plan, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
+    return Reconstruction(_from_batch(op.observed_region(rec.image), how), rec.report)

@@ -6,8 +6,11 @@ import argparse
 import sys
 from typing import Sequence
 
+from operators.blur import BLUR_BOUNDARIES
+
 from ._version import __version__
 from .allocator import retain_freed_memory
+from .registry import DEFAULT_SOLVER
 
 __all__ = ["main", "build_parser"]
 
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--kernel", default="levin:1", help="kernel spec, e.g. gaussian:1.6, levin:3, motion:15,45 (default: %(default)s)")
     demo.add_argument("--noise", type=float, default=0.01, help="noise standard deviation in [0, 1] units (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
-    demo.add_argument("--solver", default="pnp-admm", help="PnP solver (default: %(default)s)")
+    demo.add_argument("--solver", default=DEFAULT_SOLVER, help="PnP solver (default: %(default)s)")
     demo.add_argument("--size", type=int, default=256, help="downscale so the longer side is at most this; 0: full size (default: %(default)s)")
     demo.add_argument("--max-iter", type=int, default=200)
     demo.add_argument("--no-progress", action="store_true")
@@ -85,10 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--noise", type=_level, required=True, help="noise standard deviation in [0, 1] units (e.g. 0.01 or 2.55/255)")
     db.add_argument("--denoiser", default="default", help="weights file written by pnp-stable export, or a shipped model name "
                     "(see pnp-stable models; default: the shipped certified model)")
-    db.add_argument("--solver", default="pnp-fbs", help="registered solver (see pnp-stable solvers)")
-    db.add_argument("--boundary", default="symmetric", help="blur boundary: symmetric, reflect, replicate, zero, circular")
-    db.add_argument("--sigma", type=_level, default=None, help="denoiser strength (default: the noise level)")
-    db.add_argument("--step", type=float, default=None, help="solver step (tau); default: the solver's")
+    db.add_argument("--solver", default=DEFAULT_SOLVER, help="registered solver (see pnp-stable solvers; default: %(default)s)")
+    db.add_argument("--boundary", default="symmetric", choices=BLUR_BOUNDARIES,
+                    help="blur boundary model; 'unknown' assumes nothing outside the frame (default: %(default)s)")
+    db.add_argument("--sigma", type=_level, default=None,
+                    help="denoiser strength; default: with the shipped model, the strength tuned for the solver and the "
+                         "noise level (pnp_stable/defaults.py); with another denoiser, the noise level")
+    db.add_argument("--step", type=float, default=None,
+                    help="solver step tau; default: with the shipped model, the tuned step (pnp-admm: 0.15 / noise, "
+                         "clipped to [0.5, 50]; pnp-fbs: 1.9 / ||A||^2); otherwise the solver's (pnp-admm 1, pnp-fbs 1 / ||A||^2)")
+    db.add_argument("--anderson", type=int, default=5, metavar="MEMORY",
+                    help="safeguarded Anderson acceleration memory; 0 runs the plain iteration (default: %(default)s)")
     db.add_argument("--max-iter", type=int, default=200)
     db.add_argument("--tol", type=float, default=1e-4)
     db.add_argument("--report", default=None, help="write the convergence report as JSON")
@@ -134,6 +144,9 @@ def _run_deblur(args: argparse.Namespace) -> int:
         check_output_path(p, args.overwrite)
     img = load_image(args.input)
     options = {} if args.step is None else {"step": args.step}
+    if args.anderson < 0:
+        raise ValueError(f"--anderson must be a memory >= 1, or 0 to switch acceleration off; got {args.anderson}")
+    options["anderson"] = args.anderson if args.anderson > 0 else False
     rec = deblur(img, args.kernel, args.noise, solver=args.solver, denoiser=args.denoiser, boundary=args.boundary,
                  channel_axis=-1 if img.ndim == 3 else None, sigma=args.sigma, max_iter=args.max_iter, tol=args.tol,
                  progress=not args.no_progress, **options)

@@ -21,9 +21,15 @@ from typing import Callable
 
 from .solvers import pnp_admm, pnp_fbs
 
-__all__ = ["SolverInfo", "register_solver", "get_solver", "solver_info", "available_solvers", "ENTRY_POINT_GROUP"]
+__all__ = ["SolverInfo", "register_solver", "get_solver", "solver_info", "available_solvers", "ENTRY_POINT_GROUP",
+           "DEFAULT_SOLVER"]
 
 ENTRY_POINT_GROUP = "pnp_stable.solvers"
+
+#: The solver that ``deblur()``, ``reconstruct()``, the command line and the demos use unless
+#: told otherwise.  PnP-ADMM measured above PnP-FBS in quality and time on every benchmark
+#: problem (benchmarks/RESULTS.md, sections "deblurring-*" and "speed").
+DEFAULT_SOLVER = "pnp-admm"
 
 
 @dataclass(frozen=True)

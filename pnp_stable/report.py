@@ -20,6 +20,9 @@ class Condition:
     name: str
     holds: bool
     detail: str
+    #: What a failure does before the run: ``"refuse"`` (raise; a warning with ``strict=False``),
+    #: ``"warn"`` (run with a warning, no guarantee) or ``"report"`` (run; the report says it).
+    on_failure: str = "refuse"
 
 
 @dataclass
@@ -37,9 +40,18 @@ class ConvergenceReport:
     iterations, converged, final_residual, monotone, stop_reason : lists, one per sample
         ``stop_reason`` is ``"tol"``, ``"max_iter"``, ``"non-monotone"``, ``"non-finite"`` or ``"diverged"``.
     residual_history : list of list of float
-        Relative fixed-point residual of the governing sequence at every iteration, per sample.
+        Relative fixed-point residual of the governing sequence at every kept iterate, per
+        sample (with Anderson acceleration, rejected candidates are not part of the sequence,
+        so a history can be shorter than ``iterations``, which counts every evaluation).
     wall_time : float
         Seconds.
+    anderson_accepted, anderson_rejected : list of int
+        Per sample, Anderson candidates accepted and rejected by the safeguard (empty without
+        acceleration).
+    inexact_schedule_met : list of bool
+        Per sample, whether every evaluation of an inexactly computed map (an iterative prox)
+        met its summable error schedule (empty when the map is exact).  A miss voids the
+        guarantee of that sample (:attr:`sample_guaranteed`).
 
     Examples
     --------
@@ -59,16 +71,30 @@ class ConvergenceReport:
     stop_reason: list[str] = field(default_factory=list)
     residual_history: list[list[float]] = field(default_factory=list)
     wall_time: float = 0.0
+    anderson_accepted: list[int] = field(default_factory=list)
+    anderson_rejected: list[int] = field(default_factory=list)
+    inexact_schedule_met: list[bool] = field(default_factory=list)
 
     @property
     def all_converged(self) -> bool:
         return all(self.converged)
+
+    @property
+    def sample_guaranteed(self) -> list[bool]:
+        """Per sample: the theorem's conditions hold and every inexact evaluation met its schedule."""
+        met = self.inexact_schedule_met or [True] * len(self.iterations)
+        return [self.guaranteed and m for m in met]
 
     def summary(self) -> str:
         """A few human-readable lines."""
         lines = [f"{self.solver}: {'convergence guaranteed' if self.guaranteed else 'NO convergence guarantee'} ({self.theorem})"]
         lines += [f"  [{'ok' if c.holds else 'FAILS'}] {c.name}: {c.detail}" for c in self.conditions]
         for i, (it, reason, res, mono) in enumerate(zip(self.iterations, self.stop_reason, self.final_residual, self.monotone)):
-            lines.append(f"  sample {i}: {it} iterations, stopped by {reason}, residual {res:.2e}, monotone {mono}")
+            line = f"  sample {i}: {it} iterations, stopped by {reason}, residual {res:.2e}, monotone {mono}"
+            if self.anderson_accepted:
+                line += f", Anderson {self.anderson_accepted[i]} accepted / {self.anderson_rejected[i]} rejected"
+            if self.inexact_schedule_met and not self.inexact_schedule_met[i]:
+                line += ", inexact prox MISSED its error schedule (not guaranteed)"
+            lines.append(line)
         lines.append(f"  wall time {self.wall_time:.2f} s")
         return "\n".join(lines)

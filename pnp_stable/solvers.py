@@ -11,7 +11,9 @@ During
     deepinv measures ADMM on ``x``) is recorded for every sample.  For an averaged iteration
     it cannot increase; a rise beyond float tolerance stops that sample with the reason
     ``"non-monotone"``.  Non-finite values and blow-ups stop it too, keeping the last finite
-    iterate.  Each sample stops on its own tolerance.
+    iterate.  Each sample stops on its own tolerance, and stopped samples cost nothing.
+    Safeguarded Anderson acceleration (``anderson=``, on by default) and inexact proxes keep
+    the guarantee; the argument is in :mod:`pnp_stable.fixed_point`.
 After
     A :class:`~pnp_stable.report.ConvergenceReport`.
 
@@ -29,14 +31,23 @@ PnP-ADMM (Douglas-Rachford): :math:`x_k = \mathrm{prox}_{\tau f}(z_k)`,
 :math:`z_{k+1} = z_k + D(2 x_k - z_k) - x_k`.  With :math:`D` firmly non-expansive
 (:math:`\alpha \le 1/2`), :math:`2D - I` is non-expansive and the map on :math:`z` is
 1/2-averaged, for every :math:`\tau > 0`.
+
+Inexact prox (ADMM with an iterative ``prox_l2``: padded and unknown blur boundaries): an
+error :math:`e` in :math:`x_k` moves :math:`z_{k+1}` by at most :math:`3\lambda e` (``D`` is
+non-expansive), so the map on ``z`` is evaluated with errors that a summable schedule
+:math:`3\lambda e_k \le E (k + 1)^{-1.1}` keeps summable (Eckstein and Bertsekas 1992;
+Combettes 2004).  The prox's error is bounded by its CG residual (its matrix is at least the
+identity), the schedule is checked at every iteration, and a miss is reported as "not
+guaranteed".
+
+Each hypothesis is one :class:`~pnp_stable.report.Condition`: the same predicate fills the
+report and decides the refusal.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
-from typing import Callable
 
 import torch
 
@@ -44,9 +55,14 @@ from denoisers.averaged import compose_alpha
 from operators import operator_norm
 from operators._checks import check_finite, check_image_batch
 
+from .anderson import Anderson
+from .fixed_point import run_fixed_point
 from .report import Condition, ConvergenceReport
 
-__all__ = ["pnp_fbs", "pnp_admm", "certified_alpha"]
+__all__ = ["pnp_fbs", "pnp_admm", "certified_alpha", "initial_estimate"]
+
+#: Decay margin of the inexact-prox error schedule ``E (k + 1) ** -(1 + margin)``.
+SCHEDULE_DECAY = 0.1
 
 
 def certified_alpha(denoiser) -> float | None:
@@ -66,84 +82,55 @@ def certified_alpha(denoiser) -> float | None:
     return alpha
 
 
-def _refuse(message: str, strict: bool) -> None:
-    if strict:
-        raise ValueError(message + " (pass strict=False to run anyway, without a guarantee)")
-    warnings.warn(message, UserWarning, stacklevel=3)
+def initial_estimate(operator, y: torch.Tensor) -> torch.Tensor:
+    """The default start of a solver: the operator's ``initial_estimate(y)`` when it has one
+    (pnp-stable operators), else ``A^T y``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from operators import Blur
+    >>> initial_estimate(Blur("box:3", boundary="unknown"), torch.ones(1, 1, 8, 8)).shape
+    torch.Size([1, 1, 10, 10])
+    """
+    start = getattr(operator, "initial_estimate", None)
+    return start(y) if callable(start) else operator.A_adjoint(y)
 
 
-def _norms(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1)
+def _working_precision(denoiser, dtype: torch.dtype) -> torch.dtype:
+    """The coarser of the solve's dtype and the dtype the denoiser computes in."""
+    inner = getattr(denoiser, "dtype", None)
+    if not isinstance(inner, torch.dtype) and isinstance(denoiser, torch.nn.Module):
+        p = next(iter(denoiser.parameters()), None)
+        inner = p.dtype if p is not None else None
+    if isinstance(inner, torch.dtype) and inner.is_floating_point and torch.finfo(inner).eps > torch.finfo(dtype).eps:
+        return inner
+    return dtype
 
 
-def _iterate(step: Callable[[torch.Tensor], torch.Tensor], u0: torch.Tensor, *, tol: float, max_iter: int,
-             report: ConvergenceReport, callback=None, progress: bool = False) -> torch.Tensor:
-    """Run ``u <- step(u)`` per sample until its relative residual is below ``tol``."""
-    from tqdm.auto import tqdm
+def _enforce(solver: str, conditions: list[Condition], strict: bool) -> None:
+    """Refuse (or, with ``strict=False``, warn about) every failing condition that asks for it."""
+    for c in conditions:
+        if c.holds or c.on_failure == "report":
+            continue
+        message = f"{solver}: {c.detail}"
+        if c.on_failure == "warn":
+            warnings.warn(message, UserWarning, stacklevel=3)
+        elif strict:
+            raise ValueError(message + " (pass strict=False to run anyway, without a guarantee)")
+        else:
+            warnings.warn(message, UserWarning, stacklevel=3)
 
-    B = u0.shape[0]
-    eps = torch.finfo(u0.dtype).eps
-    u = u0.clone()
-    active = torch.ones(B, dtype=torch.bool, device=u.device)
-    prev_abs = torch.full((B,), float("inf"), dtype=u.dtype, device=u.device)
-    history: list[list[float]] = [[] for _ in range(B)]
-    iters = [0] * B
-    reasons = ["max_iter"] * B
-    monotone = [True] * B
-    scale0 = _norms(u0).clamp_min(1.0)
-    ref = _norms(u0)
-    t0 = time.perf_counter()
-    bar = tqdm(total=max_iter, disable=not progress, desc=report.solver, unit="it")
-    for k in range(max_iter):
-        new = step(u)
-        finite = torch.isfinite(new.flatten(1)).all(dim=1)
-        diff = _norms(new - u)
-        size = _norms(new).clamp_min(torch.finfo(u.dtype).tiny)
-        rel = diff / size
-        # Float tolerance of a residual: rounding of ||u_{k+1} - u_k|| is ~ eps times the size
-        # of the quantities it is computed from (the iterate, or the data through A^T y).
-        slack = 1e3 * eps * torch.maximum(size, ref)
-        for b in torch.nonzero(active).flatten().tolist():
-            iters[b] = k + 1
-            if not bool(finite[b]):
-                reasons[b], active[b] = "non-finite", False
-                continue
-            if float(size[b]) > 1e8 * float(scale0[b]):
-                reasons[b], active[b] = "diverged", False
-                continue
-            history[b].append(float(rel[b]))
-            if float(diff[b]) > float(prev_abs[b]) * (1 + 1e-6) + float(slack[b]):
-                monotone[b] = False
-                reasons[b], active[b] = "non-monotone", False
-                u[b] = new[b]
-                continue
-            prev_abs[b] = diff[b]
-            u[b] = new[b]
-            if float(rel[b]) <= tol:
-                reasons[b], active[b] = "tol", False
-        bar.update(1)
-        if B == 1 and history[0]:
-            bar.set_postfix(residual=f"{history[0][-1]:.2e}")
-        if callback is not None:
-            callback(k, u, rel)
-        if not bool(active.any()):
-            break
-    bar.close()
-    report.iterations = iters
-    report.stop_reason = reasons
-    report.converged = [r == "tol" for r in reasons]
-    report.monotone = monotone
-    report.residual_history = history
-    report.final_residual = [h[-1] if h else float("nan") for h in history]
-    report.wall_time = time.perf_counter() - t0
-    for b, r in enumerate(reasons):
-        if r in ("non-finite", "diverged", "non-monotone"):
-            warnings.warn(
-                f"{report.solver}: sample {b} stopped at iteration {iters[b]} ({r})"
-                + ("; the residual of an averaged iteration rose, so a certificate or the operator is wrong" if r == "non-monotone" else ""),
-                RuntimeWarning, stacklevel=3,
-            )
-    return u
+
+def _denoiser_condition(alpha: float | None, limit: float, solver: str, name: str, hint: str) -> Condition:
+    """The denoiser hypothesis: certified alpha below (or at) ``limit``."""
+    if alpha is None:
+        return Condition(name, False, f"the denoiser carries no certificate: {solver} runs without a convergence guarantee "
+                         "(runtime checks only)", on_failure="warn")
+    ok = alpha < limit if limit == 1.0 else alpha <= limit
+    if ok:
+        return Condition(name, True, f"certified alpha = {alpha:.6g} {'<' if limit == 1.0 else '<='} {limit:g}")
+    return Condition(name, False, hint.format(alpha=alpha))
 
 
 def _check_inputs(y: torch.Tensor, sigma: float, tol: float, max_iter: int) -> None:
@@ -157,10 +144,26 @@ def _check_inputs(y: torch.Tensor, sigma: float, tol: float, max_iter: int) -> N
         raise ValueError(f"sigma (denoiser strength) must be finite and >= 0; got {sigma!r}")
 
 
+def _subset(t: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    return t if idx is None else t[idx]
+
+
+def _finish(report: ConvergenceReport) -> ConvergenceReport:
+    """Fold the run's inexact-evaluation record into the conditions and the guarantee."""
+    if report.inexact_schedule_met:
+        missed = [b for b, ok in enumerate(report.inexact_schedule_met) if not ok]
+        report.conditions.append(Condition(
+            "inexact prox within its summable error schedule", not missed,
+            "every CG residual met 3 lambda e_k <= E (k + 1)^-1.1 (or the working precision's rounding floor)" if not missed else
+            f"the prox missed its error schedule on sample(s) {missed} (raise prox_max_iter)", on_failure="report"))
+        report.guaranteed = report.guaranteed and not missed
+    return report
+
+
 def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: float | None = None,
             step_factor: float | None = None, x0: torch.Tensor | None = None,
-            relaxation: float = 1.0, max_iter: int = 200, tol: float = 1e-4, strict: bool = True, callback=None, progress: bool = False
-            ) -> tuple[torch.Tensor, ConvergenceReport]:
+            relaxation: float = 1.0, anderson=True, max_iter: int = 200, tol: float = 1e-4, strict: bool = True,
+            callback=None, progress: bool = False) -> tuple[torch.Tensor, ConvergenceReport]:
     r"""PnP forward-backward splitting with checked convergence.
 
     Parameters
@@ -179,11 +182,14 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
         The step relative to the certified norm, :math:`\tau = \text{step\_factor}/\|A\|^2`
         (in (0, 2)); not together with ``step``.
     x0 : torch.Tensor, optional
-        Start (default ``A^T y``).
+        Start (default: :func:`initial_estimate`, ``A^T y`` for most operators).
     relaxation : float
         Krasnosel'skii-Mann relaxation ``lam``; must be below ``1 / alpha_T``.
+    anderson : bool, int or Anderson
+        Safeguarded Anderson acceleration (default on, memory 5); an int sets the memory;
+        False runs the plain iteration.
     max_iter, tol
-        Iteration cap and relative residual tolerance per sample.
+        Cap on the map evaluations and relative residual tolerance, per sample.
     strict : bool
         Refuse a run whose hypotheses fail (default) or warn.
 
@@ -204,7 +210,9 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
     (True, [True])
     """
     _check_inputs(y, sigma, tol, max_iter)
-    in_shape = (1,) + tuple(operator.A_adjoint(y[:1]).shape[1:])
+    acc = Anderson.resolve(anderson)
+    start = initial_estimate(operator, y) if x0 is None else x0
+    in_shape = (1,) + tuple(start.shape[1:])
     norm = operator_norm(operator, in_shape)
     limit = 2.0 / norm.value**2 if norm.value > 0 else math.inf
     if step is not None and step_factor is not None:
@@ -214,53 +222,54 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
     factor = 1.0 if step_factor is None else float(step_factor)
     tau = (factor / norm.value**2 if norm.value > 0 else factor) if step is None else float(step)
     alpha = certified_alpha(denoiser)
-    conditions = [
-        Condition("operator norm certified", norm.certified, f"||A|| = {norm.value:.6g} ({norm.kind}: {norm.method})"),
-        Condition("step", 0 < tau < limit, f"tau = {tau:.6g} < 2 / ||A||^2 = {limit:.6g}"),
-        Condition("denoiser averaged", alpha is not None and alpha < 1,
-                  "no certificate (runtime checks only)" if alpha is None else f"certified alpha = {alpha:.6g} < 1"),
-    ]
-    if not (0 < tau < limit):
-        _refuse(f"step tau = {tau:.6g} breaks tau < 2 / ||A||^2 = {limit:.6g} (||A|| = {norm.value:.6g}, {norm.kind})", strict)
-    if alpha is None:
-        warnings.warn("the denoiser carries no certificate: PnP-FBS runs without a convergence guarantee", UserWarning, stacklevel=2)
-    elif alpha >= 1:
-        _refuse(f"PnP-FBS needs an averaged denoiser (alpha < 1); this one is only non-expansive (alpha = {alpha:.6g})", strict)
+    step_ok = 0 < tau < limit
     lam = float(relaxation)
     grad_alpha = tau * norm.value**2 / 2
     alpha_T = compose_alpha(alpha, grad_alpha) if alpha is not None and 0 < grad_alpha < 1 and alpha < 1 else None
     lam_limit = 1 / alpha_T if alpha_T is not None else 1.0
-    conditions.append(Condition("relaxation", 0 < lam < lam_limit or (lam == 1.0 and alpha_T is not None),
-                                f"lambda = {lam:.6g} < 1 / alpha_T = {lam_limit:.6g}" if alpha_T is not None else f"lambda = {lam:.6g}"))
-    if not (0 < lam < lam_limit or lam == 1.0):
-        _refuse(f"relaxation lambda = {lam:.6g} breaks 0 < lambda < 1 / alpha_T = {lam_limit:.6g}", strict)
-    report = ConvergenceReport("pnp-fbs", "Krasnosel'skii-Mann (composition of averaged maps)", conditions,
-                               all(c.holds for c in conditions))
+    lam_ok = 0 < lam < lam_limit or lam == 1.0
+    conditions = [
+        Condition("operator norm certified", norm.certified, f"||A|| = {norm.value:.6g} ({norm.kind}: {norm.method})",
+                  on_failure="report"),
+        Condition("step", step_ok, f"tau = {tau:.6g} < 2 / ||A||^2 = {limit:.6g}" if step_ok else
+                  f"step tau = {tau:.6g} breaks tau < 2 / ||A||^2 = {limit:.6g} (||A|| = {norm.value:.6g}, {norm.kind})"),
+        _denoiser_condition(alpha, 1.0, "PnP-FBS", "denoiser averaged",
+                            "PnP-FBS needs an averaged denoiser (alpha < 1); this one is only non-expansive (alpha = {alpha:.6g})"),
+        Condition("relaxation", lam_ok and (lam == 1.0 or alpha_T is not None),
+                  (f"lambda = {lam:.6g} < 1 / alpha_T = {lam_limit:.6g}" if alpha_T is not None else f"lambda = {lam:.6g}")
+                  if lam_ok else f"relaxation lambda = {lam:.6g} breaks 0 < lambda < 1 / alpha_T = {lam_limit:.6g}",
+                  on_failure="refuse" if not lam_ok else "report"),
+    ]
+    _enforce("pnp-fbs", conditions, strict)
+    report = ConvergenceReport("pnp-fbs", "Krasnosel'skii-Mann (composition of averaged maps)"
+                               + (", safeguarded Anderson acceleration" if acc is not None else ""),
+                               conditions, all(c.holds for c in conditions))
 
-    def step_map(x):
-        tx = denoiser(x - tau * operator.A_adjoint(operator.A(x) - y), sigma)
-        return tx if lam == 1.0 else (1 - lam) * x + lam * tx
+    def governing_map(x, idx, demand):
+        yi = _subset(y, idx)
+        tx = denoiser(x - tau * operator.A_adjoint(operator.A(x) - yi), sigma)
+        return (tx if lam == 1.0 else (1 - lam) * x + lam * tx), None, None
 
-    start = operator.A_adjoint(y) if x0 is None else x0
     with torch.no_grad():
-        x = _iterate(step_map, start, tol=tol, max_iter=max_iter, report=report, callback=callback, progress=progress)
-    return x, report
+        x = run_fixed_point(governing_map, start, tol=tol, max_iter=max_iter, report=report, anderson=acc,
+                            precision=_working_precision(denoiser, y.dtype), callback=callback, progress=progress)
+    return x, _finish(report)
 
 
 def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: float = 1.0, z0: torch.Tensor | None = None,
-             relaxation: float = 1.0, max_iter: int = 200, tol: float = 1e-4, strict: bool = True, callback=None, progress: bool = False
-             ) -> tuple[torch.Tensor, ConvergenceReport]:
+             relaxation: float = 1.0, anderson=True, max_iter: int = 200, tol: float = 1e-4, strict: bool = True,
+             callback=None, progress: bool = False) -> tuple[torch.Tensor, ConvergenceReport]:
     r"""PnP-ADMM in Douglas-Rachford form, monitored on the governing sequence ``z``.
 
     Parameters
     ----------
-    y, operator, denoiser, sigma, max_iter, tol, strict
+    y, operator, denoiser, sigma, anderson, max_iter, tol, strict
         As for :func:`pnp_fbs`.
     step : float
         :math:`\tau > 0` of the data prox ``operator.prox_l2(z, y, tau)``; any positive value
         keeps the guarantee and sets the regularisation strength.
     z0 : torch.Tensor, optional
-        Start of ``z`` (default ``A^T y``).
+        Start of ``z`` (default: :func:`initial_estimate`).
     relaxation : float
         Krasnosel'skii-Mann relaxation ``lam`` in (0, 2) (the map on ``z`` is 1/2-averaged).
 
@@ -281,43 +290,63 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
     >>> rep.guaranteed, rep.converged
     (True, [True])
     """
+    from operators import LinearOperator
+
     _check_inputs(y, sigma, tol, max_iter)
+    acc = Anderson.resolve(anderson)
     tau = float(step)
     if not (tau > 0 and math.isfinite(tau)):
         raise ValueError(f"step (tau) must be positive and finite; got {step!r}")
     alpha = certified_alpha(denoiser)
+    lam = float(relaxation)
+    lam_ok = 0 < lam < 2
+    checked_prox = isinstance(operator, LinearOperator)
     conditions = [
         Condition("step", True, f"tau = {tau:.6g} > 0 (any positive value)"),
-        Condition("denoiser firmly non-expansive", alpha is not None and alpha <= 0.5,
-                  "no certificate (runtime checks only)" if alpha is None else f"certified alpha = {alpha:.6g} <= 1/2"),
+        _denoiser_condition(alpha, 0.5, "PnP-ADMM", "denoiser firmly non-expansive",
+                            "PnP-ADMM needs a firmly non-expansive denoiser (alpha <= 1/2); this one has alpha = {alpha:.6g}: "
+                            "relax it, e.g. AveragedDenoiser(..., target_alpha=0.5)"),
+        Condition("relaxation", lam_ok, f"lambda = {lam:.6g} in (0, 2)" if lam_ok else
+                  f"relaxation lambda = {lam:.6g} breaks 0 < lambda < 2"),
+        Condition("data prox checked", checked_prox,
+                  "exact or with an error bound (pnp-stable operator)" if checked_prox else
+                  f"{type(operator).__name__}.prox_l2 reports no error bound; wrap the operator with operators.as_operator "
+                  "for a checked prox", on_failure="report"),
     ]
-    if alpha is None:
-        warnings.warn("the denoiser carries no certificate: PnP-ADMM runs without a convergence guarantee", UserWarning, stacklevel=2)
-    elif alpha > 0.5:
-        _refuse(f"PnP-ADMM needs a firmly non-expansive denoiser (alpha <= 1/2); this one has alpha = {alpha:.6g}: "
-                "relax it, e.g. AveragedDenoiser(..., target_alpha=0.5)", strict)
-    lam = float(relaxation)
-    conditions.append(Condition("relaxation", 0 < lam < 2, f"lambda = {lam:.6g} in (0, 2)"))
-    if not (0 < lam < 2):
-        _refuse(f"relaxation lambda = {lam:.6g} breaks 0 < lambda < 2", strict)
-    report = ConvergenceReport("pnp-admm", "Douglas-Rachford (2D - I non-expansive: 1/2-averaged map on z)", conditions,
-                               all(c.holds for c in conditions))
-    prox_state = {"x": None}
+    _enforce("pnp-admm", conditions, strict)
+    report = ConvergenceReport("pnp-admm", "Douglas-Rachford (2D - I non-expansive: 1/2-averaged map on z)"
+                               + (", safeguarded Anderson acceleration" if acc is not None else ""),
+                               conditions, all(c.holds for c in conditions))
+    start = initial_estimate(operator, y) if z0 is None else z0
+    warm = {"x": None}
+    precision = _working_precision(denoiser, y.dtype)
+    floor = 4 * torch.finfo(precision).eps  # relative accuracy below which a CG residual is rounding
+    # The schedule's scale: the first error may be the size of the stopping tolerance.
+    E = tol * float(start.flatten(1).norm(dim=1).max().clamp_min(1e-12))
 
-    def step_map(z):
-        x = operator.prox_l2(z, y, tau) if prox_state["x"] is None else operator.prox_l2(z, y, tau, **_warm(operator, prox_state["x"]))
-        prox_state["x"] = x
-        return z + lam * (denoiser(2 * x - z, sigma) - x)
+    def schedule(k: torch.Tensor) -> torch.Tensor:
+        return E * (k.to(torch.float64) + 1) ** (-(1 + SCHEDULE_DECAY))
 
-    start = operator.A_adjoint(y) if z0 is None else z0
+    def governing_map(z, idx, demand):
+        yi = _subset(y, idx)
+        if checked_prox:
+            prev = warm["x"]
+            kw = {} if prev is None else {"init": _subset(prev, idx)}
+            x, info = operator.prox_l2_info(z, yi, tau, tol=floor, atol=demand / (3 * lam), **kw)
+            eta = 3 * lam * info["error_bound"]
+            # A CG residual at the precision's floor is rounding, not a missed schedule.
+            rounding = 3 * lam * floor * info["rhs_norm"] if "rhs_norm" in info else None
+        else:
+            x, eta, rounding = operator.prox_l2(z, yi, tau), None, None
+        if warm["x"] is None or idx is None:
+            warm["x"] = x
+        else:
+            warm["x"][idx] = x
+        return z + lam * (denoiser(2 * x - z, sigma) - x), eta, rounding
+
     with torch.no_grad():
-        z = _iterate(step_map, start, tol=tol, max_iter=max_iter, report=report, callback=callback, progress=progress)
-        x = operator.prox_l2(z, y, tau)
-    return x, report
-
-
-def _warm(operator, x) -> dict:
-    """Warm start for iterative proxes of pnp-stable operators (deepinv's take no ``init``)."""
-    from operators import LinearOperator
-
-    return {"init": x} if isinstance(operator, LinearOperator) else {}
+        z = run_fixed_point(governing_map, start, tol=tol, max_iter=max_iter, report=report, anderson=acc,
+                            precision=precision, error_schedule=schedule if checked_prox else None,
+                            callback=callback, progress=progress)
+        x = operator.prox_l2(z, y, tau, **({"init": warm["x"], "tol": floor} if checked_prox else {}))
+    return x, _finish(report)

@@ -1,0 +1,170 @@
+r"""Anderson acceleration of a fixed-point map, batched, with the settings of its safeguard.
+
+For a map :math:`T` with residual :math:`g(u) = u - T(u)`, type-II Anderson acceleration
+(Walker and Ni 2011) extrapolates from the last ``memory`` differences of the sequence,
+
+.. math:: \gamma = \arg\min_\gamma \|g_k - \Delta G\,\gamma\|, \qquad
+          c_k = T(u_k) - \Delta F\,\gamma,
+
+with :math:`\Delta G = [g_{i+1} - g_i]` and :math:`\Delta F = [T(u_{i+1}) - T(u_i)]`.  On its
+own it has no global guarantee for non-smooth maps such as a PnP iteration.
+:func:`pnp_stable.fixed_point.run_fixed_point` therefore only *proposes* :math:`c_k` and keeps
+it under the two tests of :class:`Anderson` (a safeguard in the spirit of Zhang, O'Donoghue and
+Boyd, SIAM J. Optim. 2020); the proof is in that module's docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Anderson", "AndersonHistory"]
+
+
+@dataclass(frozen=True)
+class Anderson:
+    """Settings of safeguarded Anderson acceleration.
+
+    Attributes
+    ----------
+    memory : int
+        Number of past differences the extrapolation uses (at least 1).
+    safeguard : float
+        A candidate ``c`` is accepted only if its residual ``||c - T c||`` is at most
+        ``safeguard`` times the residual at the current iterate (in (0, 1]).
+    budget : float
+        Scale of the summable bound on how far an accepted candidate may lie from the plain
+        step: ``||c - T u_k|| <= budget * r_0 * (n + 1) ** -(1 + decay)`` for the ``n``-th
+        accepted candidate, with ``r_0`` the first residual.
+    decay : float
+        Exponent margin of that bound (> 0 makes the bounds summable).
+    regularization : float
+        Relative Tikhonov term of the least-squares problem (keeps it well posed when the
+        differences are nearly dependent).
+
+    Examples
+    --------
+    >>> Anderson(memory=3).memory
+    3
+    >>> Anderson(memory=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Anderson memory must be an integer >= 1 (the number of past differences); got 0
+    """
+
+    memory: int = 5
+    safeguard: float = 1.0
+    budget: float = 1.0
+    decay: float = 0.1
+    regularization: float = 1e-10
+
+    def __post_init__(self):
+        if isinstance(self.memory, bool) or not isinstance(self.memory, int) or self.memory < 1:
+            raise ValueError(f"Anderson memory must be an integer >= 1 (the number of past differences); got {self.memory!r}")
+        if not (0 < self.safeguard <= 1):
+            raise ValueError(f"Anderson safeguard must lie in (0, 1]; got {self.safeguard!r}")
+        if not (self.budget > 0 and math.isfinite(self.budget)):
+            raise ValueError(f"Anderson budget must be positive and finite; got {self.budget!r}")
+        if not (self.decay > 0 and math.isfinite(self.decay)):
+            raise ValueError(f"Anderson decay must be positive (it makes the step bounds summable); got {self.decay!r}")
+        if not (self.regularization >= 0):
+            raise ValueError(f"Anderson regularization must be >= 0; got {self.regularization!r}")
+
+    def step_bound(self, r0: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
+        """The bound on ``||c - T u_k||`` for the next accepted candidate, per sample.
+
+        Examples
+        --------
+        >>> import torch
+        >>> Anderson(budget=1.0, decay=1.0).step_bound(torch.tensor([2.0]), torch.tensor([1]))
+        tensor([0.5000])
+        """
+        return self.budget * r0 * (accepted.to(r0.dtype) + 1) ** (-(1 + self.decay))
+
+    @staticmethod
+    def resolve(value) -> "Anderson | None":
+        """``True`` / ``None`` / ``False`` / an int memory / an :class:`Anderson`, as settings or None.
+
+        Examples
+        --------
+        >>> Anderson.resolve(3).memory, Anderson.resolve(False)
+        (3, None)
+        """
+        if value is None or value is False:
+            return None
+        if value is True:
+            return Anderson()
+        if isinstance(value, Anderson):
+            return value
+        if isinstance(value, int):
+            return Anderson(memory=value)
+        raise TypeError(f"anderson must be True, False, an int memory or an Anderson(...); got {type(value).__name__}")
+
+
+class AndersonHistory:
+    """The last ``memory`` differences of the residuals and map values, per sample.
+
+    Each sample keeps its own ring of differences (samples accept candidates at different
+    times); slots not yet filled take no part in the least-squares problem.
+
+    Parameters
+    ----------
+    settings : Anderson
+    batch : int
+        Number of samples.
+    size : int
+        Number of entries of one flattened sample.
+    like : torch.Tensor
+        Gives the dtype and device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> h = AndersonHistory(Anderson(memory=2), batch=1, size=3, like=torch.zeros(1))
+    >>> idx = torch.tensor([0])
+    >>> h.push(idx, torch.tensor([[1.0, 0, 0]]), torch.tensor([[0.5, 0, 0]]))
+    >>> h.count.tolist()
+    [1]
+    """
+
+    def __init__(self, settings: Anderson, batch: int, size: int, like: torch.Tensor):
+        self.settings = settings
+        m = settings.memory
+        self.dG = like.new_zeros(m, batch, size)
+        self.dF = like.new_zeros(m, batch, size)
+        self.count = torch.zeros(batch, dtype=torch.long, device=like.device)
+
+    def push(self, idx: torch.Tensor, dg: torch.Tensor, df: torch.Tensor) -> None:
+        """Store the differences ``dg``, ``df`` (rows of the samples ``idx``), oldest dropped."""
+        slot = self.count[idx] % self.settings.memory
+        self.dG[slot, idx] = dg
+        self.dF[slot, idx] = df
+        self.count[idx] += 1
+
+    def clear(self, idx: torch.Tensor) -> None:
+        """Forget the differences of the samples ``idx`` (a restart)."""
+        self.count[idx] = 0
+
+    def candidate(self, idx: torch.Tensor, g: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Extrapolated points ``f - dF gamma`` for the samples ``idx`` (rows of ``g``, ``f``).
+
+        The least-squares problems are solved by their regularised normal equations in
+        float64, all samples at once.
+        """
+        m = self.settings.memory
+        dG, dF = self.dG[:, idx], self.dF[:, idx]
+        valid = torch.arange(m, device=g.device)[None, :] < self.count[idx][:, None]  # (n, m)
+        G64 = dG.to(torch.float64)
+        gram = torch.einsum("ibn,jbn->bij", G64, G64)
+        rhs = torch.einsum("ibn,bn->bi", G64, g.to(torch.float64))
+        mask = valid[:, :, None] & valid[:, None, :]
+        gram = torch.where(mask, gram, torch.zeros_like(gram))
+        scale = gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(torch.float64).tiny)  # trace
+        eye = torch.eye(m, dtype=torch.float64, device=g.device)
+        # Unfilled slots get a unit diagonal and a zero right-hand side, hence a zero weight.
+        diag = torch.where(valid, self.settings.regularization * scale[:, None], torch.ones_like(scale)[:, None])
+        gamma = torch.linalg.solve(gram + eye * diag[:, :, None], torch.where(valid, rhs, torch.zeros_like(rhs)))
+        gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)
+        return f - torch.einsum("bi,ibn->bn", gamma.to(f.dtype), dF)
