@@ -21,7 +21,9 @@ adaptive scheme); evaluation always uses the certified bound of the current weig
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +34,29 @@ from .activations import get_activation
 from .integrators import get_integrator
 from .spectral import ConvNormBound, certified_conv_norm, power_estimate, symbol_power_step
 
-__all__ = ["GradientFlowBlock", "StepSchedule"]
+__all__ = ["GradientFlowBlock", "StepSchedule", "weights_to_be_loaded"]
+
+_init_state = threading.local()
+
+
+@contextlib.contextmanager
+def weights_to_be_loaded():
+    """Blocks built inside skip normalising their random initial weight (30 power steps per
+    block), because a state dict will replace it.  Loading a weights file uses this.
+
+    Examples
+    --------
+    >>> with weights_to_be_loaded():
+    ...     blk = GradientFlowBlock(4)
+    >>> blk.weight.shape
+    torch.Size([4, 4, 3, 3])
+    """
+    before = getattr(_init_state, "skip", False)
+    _init_state.skip = True
+    try:
+        yield
+    finally:
+        _init_state.skip = before
 
 
 @dataclass(frozen=True)
@@ -133,8 +157,10 @@ class GradientFlowBlock(nn.Module):
         weight = torch.randn(self.hidden, self.channels, kernel_size, kernel_size)
         # Start at ||A|| = 1 (estimated), so one sub-step suffices at initialisation.
         u = torch.randn(power_grid, power_grid // 2 + 1, self.channels, dtype=torch.complex64)
-        est, u = power_estimate(weight, u, 30)
-        self.weight = nn.Parameter(weight / est)
+        if not getattr(_init_state, "skip", False):
+            est, u = power_estimate(weight, u, 30)
+            weight = weight / est
+        self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(self.hidden))
         # Guarantee-relevant state lives in buffers, so it is saved and moved with the model.
         self.register_buffer("power_vectors", u)
@@ -166,6 +192,13 @@ class GradientFlowBlock(nn.Module):
     def _weight_key(self) -> tuple:
         w = self.weight
         return (w._version, w.data_ptr(), w.dtype, w.device)
+
+    def adopt_certified_norm(self, bound: ConvNormBound) -> None:
+        """Take ``bound`` as the certified norm of the current weights (a bound verified for
+        exactly these weights before, e.g. by the verification cache of weight files)."""
+        w64 = self.weight.detach().to("cpu", torch.float64)
+        self._certified = (self._weight_key(), w64.clone(), bound)
+        self.norm_bound.fill_(bound.value)
 
     def certified_norm(self) -> ConvNormBound:
         """Certified bound of ``||A||`` for the current weights (cached until they change)."""

@@ -20,12 +20,25 @@ A file is ``torch.save`` of a plain dict (loaded with ``weights_only=True``, so 
 :func:`load_weights` refuses a file that is missing, unreadable, of another format, whose
 checksum or architecture does not match, or whose recomputed certificate differs from the
 stored one, and an unconstrained baseline file that claims a certificate.
+
+Verify once
+-----------
+Recomputing the float64 certificate takes seconds, as long as a solve.  Once a file has been
+verified, its per-layer bounds are kept in the user's cache (``$PNP_STABLE_CACHE_DIR``, else
+``$XDG_CACHE_HOME/pnp-stable``, else ``~/.cache/pnp-stable``), keyed by the digest of the weights
+and architecture together with the source of the certifying modules and the pnp-stable and
+torch versions: a change of any of them verifies again.  The cached bounds then go through the same comparison with the certificate
+the file stores as freshly computed ones, and the loaded model says how it was verified
+(``model.verification``).  ``use_cache=False``, the
+``pnp-stable certify`` command and ``PNP_STABLE_NO_CACHE=1`` always recompute.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -35,7 +48,7 @@ from operators._io import check_output_path, write_atomic
 from .certificate import certify
 from .registry import build_model
 
-__all__ = ["export_weights", "load_weights", "state_digest", "WeightsError"]
+__all__ = ["export_weights", "load_weights", "state_digest", "WeightsError", "verification_cache_path"]
 
 FORMAT, VERSION = "pnp-stable-weights", 1
 _TRAINING_ONLY = ("power_vectors", "norm_estimate")
@@ -120,8 +133,99 @@ def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = No
     return path
 
 
-def load_weights(path: str | os.PathLike, *, return_record: bool = False):
+def verification_cache_path() -> Path:
+    """Where verified certificates are remembered (see the module notes).
+
+    Examples
+    --------
+    >>> verification_cache_path().name
+    'verified-certificates.json'
+    """
+    root = os.environ.get("PNP_STABLE_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "pnp-stable")
+    return Path(root) / "verified-certificates.json"
+
+
+def _cache_key(rec: dict) -> str:
+    """Digest of what a certificate depends on: the weights and architecture, and the code that
+    certifies them (the source of the certifying modules, the pnp-stable and torch versions)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        version = dist_version("pnp-stable")
+    except PackageNotFoundError:
+        version = "unknown"
+    here = Path(__file__).resolve().parent
+    code = hashlib.sha256()
+    for name in ("spectral.py", "blocks.py", "certificate.py", "averaged.py", "integrators.py", "activations.py", "models.py"):
+        code.update((here / name).read_bytes())
+    text = json.dumps([rec["sha256"], rec["model"], rec["config"], version, torch.__version__, code.hexdigest()],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(verification_cache_path().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no cache, or a damaged one: verify in full
+
+
+def _remember(key: str, bounds: list, alpha: float) -> None:
+    """Add a verified entry; a cache that cannot be written only means verifying again later."""
+    path = verification_cache_path()
+    data = _read_cache()
+    data[key] = {"bounds": bounds, "alpha": alpha, "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _adopt_cached(model, rec: dict, key: str) -> dict | None:
+    """Install the cached bounds of a verified file, if the cache has them and they match the file's."""
+    if os.environ.get("PNP_STABLE_NO_CACHE"):
+        return None
+    from .spectral import ConvNormBound
+
+    entry = _read_cache().get(key)
+    blocks = list(model.net.blocks)
+    try:
+        bounds = [ConvNormBound(float(v), float(g), float(s), int(m)) for v, g, s, m in entry["bounds"]]
+    except (TypeError, KeyError, ValueError):
+        return None
+    if len(bounds) != len(blocks):
+        return None
+    for blk, bound in zip(blocks, bounds):
+        blk.adopt_certified_norm(bound)
+    return entry
+
+
+def _check_certificate(model, stored: dict, path) -> dict:
+    """The certificate of ``model`` as it stands, if it agrees with the one the file stores."""
+    now = _certified_record(model)
+    if abs(now["alpha"] - stored.get("alpha", float("nan"))) > 1e-9 or not now["alpha"] <= 1:
+        raise WeightsError(f"{path}: recomputed certificate alpha {now['alpha']:.9f} differs from the stored {stored.get('alpha')}")
+    if [s[0] for s in now["schedules"]] != [s[0] for s in stored.get("schedules", [])] or any(
+        abs(a - b) > 1e-12 * b for s, s0 in zip(now["schedules"], stored["schedules"]) for a, b in zip(s[1:], s0[1:])
+    ):
+        raise WeightsError(f"{path}: sub-step schedules {now['schedules']} differ from the exported {stored.get('schedules')}")
+    return now
+
+
+def load_weights(path: str | os.PathLike, *, return_record: bool = False, use_cache: bool = True):
     """Load a weights file, verify it, and return the model in eval mode (and the record).
+
+    The certificate of a file verified before on this machine (same weights, architecture,
+    pnp-stable and torch versions) is taken from the verification cache (module notes);
+    ``use_cache=False`` recomputes it.
 
     Raises
     ------
@@ -157,7 +261,10 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False):
     if state_digest(rec["state"]) != rec["sha256"]:
         raise WeightsError(f"{path}: checksum mismatch, the weights were corrupted or modified")
     try:
-        model = build_model(rec["model"], **rec["config"])
+        from .blocks import weights_to_be_loaded
+
+        with weights_to_be_loaded():  # the state dict replaces the initial weights
+            model = build_model(rec["model"], **rec["config"])
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{path}: cannot rebuild the architecture ({exc})") from None
     expected = {k for k in model.state_dict() if k.rsplit(".", 1)[-1] not in _TRAINING_ONLY}
@@ -176,13 +283,23 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False):
         return (model, rec) if return_record else model
     if not isinstance(stored, dict):
         raise WeightsError(f"{path}: a {rec['model']!r} model must carry its certificate; the file has none")
-    for blk in model.net.blocks:
-        blk.certified_norm()  # certify this instance, so copies (including certify's own) reuse the bounds
-    now = _certified_record(model)
-    if abs(now["alpha"] - stored.get("alpha", float("nan"))) > 1e-9 or not now["alpha"] <= 1:
-        raise WeightsError(f"{path}: recomputed certificate alpha {now['alpha']:.9f} differs from the stored {stored.get('alpha')}")
-    if [s[0] for s in now["schedules"]] != [s[0] for s in stored.get("schedules", [])] or any(
-        abs(a - b) > 1e-12 * b for s, s0 in zip(now["schedules"], stored["schedules"]) for a, b in zip(s[1:], s0[1:])
-    ):
-        raise WeightsError(f"{path}: sub-step schedules {now['schedules']} differ from the exported {stored.get('schedules')}")
+    key = _cache_key(rec)
+    cached = _adopt_cached(model, rec, key) if use_cache else None
+    if cached is not None:
+        try:
+            _check_certificate(model, stored, path)
+        except WeightsError:
+            cached = None  # a damaged or foreign cache entry: verify in full below
+            for blk in model.net.blocks:
+                blk._certified = None
+    if cached is None:
+        for blk in model.net.blocks:
+            blk.certified_norm()  # certify this instance, so copies (including certify's own) reuse the bounds
+        now = _check_certificate(model, stored, path)
+        bounds = [[b.value, b.grid_max, b.slack, b.grid] for b in (blk.certified_norm() for blk in model.net.blocks)]
+        _remember(key, bounds, now["alpha"])
+        model.verification = {"source": "computed in float64 now", "key": key}
+    else:
+        model.verification = {"source": f"verification cache ({verification_cache_path()}), computed in float64 on "
+                                        f"{cached.get('verified_at', '?')}", "key": key}
     return (model, rec) if return_record else model

@@ -230,7 +230,7 @@ def _run_certify(args: argparse.Namespace) -> int:
 
     from .io import write_atomic
 
-    model, rec = load_weights(args.model, return_record=True)
+    model, rec = load_weights(args.model, return_record=True, use_cache=False)  # the command always recomputes
     cert = certify(model, empirical=not args.no_empirical)
     print(f"model {args.model}: {rec['model']} {rec['config']}")
     print(cert.summary())

@@ -309,3 +309,63 @@ def test_deblur_admm_default_runs_the_model_its_strength_names(small_camera, mon
     asked.clear()
     deblur(y, "box:3", 0.05, solver="pnp-admm", max_iter=2, progress=False)
     assert asked == ["gray-averaged-s50"]
+
+
+def _scene_crop(photo: np.ndarray, kernel: str, boundary: str, margin: int = 8):
+    """Blur the whole scene with ``boundary``, then crop: the frame of a photograph."""
+    full = Blur(kernel, boundary).A(torch.from_numpy(photo)[None, None])[0, 0].numpy()
+    s = np.s_[margin:-margin, margin:-margin]
+    return full[s], photo[s]
+
+
+@pytest.mark.parametrize("scene_boundary", ["circular", "symmetric"])
+def test_unknown_boundary_fits_whatever_lies_beyond_the_frame(photo, scene_boundary):
+    """The valid part of the blur is exact for every scene, so the unknown model restores a crop
+    better than the blurred input and better than a padding rule the scene does not follow."""
+    y, truth = _scene_crop(photo, "gaussian:1.2", scene_boundary)
+    psnr = lambda a: 10 * np.log10(1 / np.mean((a - truth) ** 2))
+    opts = dict(denoiser=Smoother(), step=50.0, max_iter=300, progress=False)
+    r = deblur(y, "gaussian:1.2", 0.0, boundary="unknown", **opts)
+    assert r.image.shape == y.shape and r.report.solver == "pnp-admm" and r.report.guaranteed
+    wrong = "symmetric" if scene_boundary == "circular" else "circular"
+    assert psnr(r.image) > psnr(y) + 1.0
+    assert psnr(r.image) > psnr(deblur(y, "gaussian:1.2", 0.0, boundary=wrong, **opts).image)
+
+
+def test_unknown_boundary_colour_uint8_and_torch_batches(photo):
+    rgb = (np.stack([photo] * 3, axis=-1) * 255).astype(np.uint8)
+    r = deblur(rgb, "box:3", 0.01, boundary="unknown", channel_axis=-1, denoiser=Smoother(), step=2.0, max_iter=30, progress=False)
+    assert r.image.shape == rgb.shape and r.image.dtype == np.uint8 and r.report.guaranteed
+    x = torch.from_numpy(photo)[None, None].repeat(2, 3, 1, 1)
+    r = deblur(x, "box:3", 0.01, boundary="unknown", denoiser=Smoother(), solver="pnp-fbs", max_iter=20, progress=False)
+    assert r.image.shape == x.shape and len(r.report.iterations) == 2
+
+
+def test_unknown_boundary_kernel_larger_than_the_photo(photo):
+    with pytest.raises(ValueError, match="larger than the image"):
+        deblur(photo[:10, :10], "gaussian:3", 0.01, boundary="unknown", denoiser=Smoother(), progress=False)
+
+
+def test_default_solver_is_admm_everywhere(photo):
+    from pnp_stable.cli import build_parser
+    from pnp_stable.registry import DEFAULT_SOLVER
+
+    assert DEFAULT_SOLVER == "pnp-admm"
+    y = torch.from_numpy(photo)[None, None]
+    assert reconstruct(y, Blur("box:3"), denoiser=Smoother(), max_iter=5, progress=False).report.solver == DEFAULT_SOLVER
+    assert deblur(photo, "box:3", 0.01, denoiser=Smoother(), max_iter=5, progress=False).report.solver == DEFAULT_SOLVER
+    parser = build_parser()
+    assert parser.parse_args(["deblur", "a.png", "-o", "b.png", "--kernel", "box:3", "--noise", "0.01"]).solver == DEFAULT_SOLVER
+    assert parser.parse_args(["demo"]).solver == DEFAULT_SOLVER
+
+
+def test_reconstruct_noise_level_sets_the_shipped_strength(photo):
+    from pnp_stable.api import plan_run
+
+    y = torch.from_numpy(photo).float()[None, None]
+    r = reconstruct(y, Blur("box:3"), noise_level=0.02, max_iter=3, progress=False)
+    assert r.report.guaranteed
+    plan = plan_run("default", noise_level=0.02)
+    assert plan.sigma > 0 and plan.options["step"] == pytest.approx(0.15 / 0.02)
+    with pytest.raises(ValueError, match="noise_level must be"):
+        reconstruct(y, Blur("box:3"), noise_level=-1.0, progress=False)

@@ -278,3 +278,30 @@ def test_deblur_cli_with_shipped_model_name(tmp_path, capsys):
 def test_export_calibrates_strength_levels_refused_cleanly(tmp_path, capsys):
     assert main(["export", str(tmp_path), "-o", str(tmp_path / "m.pt"), "--calibrate-strength", "--strength-levels", "5/255,abc"]) == 2
     assert "strength-levels" in capsys.readouterr().err
+
+
+def test_deblur_command_unknown_boundary_and_anderson_switch(tmp_path, weights_file, capsys):
+    src = _photo(tmp_path)
+    out = tmp_path / "u.png"
+    args = ["deblur", str(src), "-o", str(out), "--kernel", "gaussian:1.0", "--noise", "0.01", "--denoiser", str(weights_file),
+            "--boundary", "unknown", "--max-iter", "8", "--no-progress"]
+    assert main(args) == 0
+    from skimage import io
+
+    assert io.imread(out).shape == (64, 64)  # the extension is cropped off
+    text = capsys.readouterr().out
+    assert "pnp-admm" in text and "Anderson" in text
+    assert main(args + ["--anderson", "0", "--overwrite"]) == 0
+    assert "Anderson" not in capsys.readouterr().out
+    assert main(args + ["--anderson", "-1", "--overwrite"]) == 2
+    assert "--anderson must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(args + ["--boundary", "wrap", "--overwrite"])
+    assert "invalid choice: 'wrap'" in capsys.readouterr().err
+
+
+def test_deblur_help_states_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["deblur", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: pnp-admm" in text and "0.15 / noise" in text and "unknown" in text
