@@ -25,6 +25,19 @@ def dense_matrix(op, in_shape) -> np.ndarray:
     return cols.T.numpy()
 
 
+def admm_fixed_point(M: np.ndarray, D: np.ndarray, tau: float, y: np.ndarray) -> np.ndarray:
+    """The float64 limit ``x = prox(z*)`` of PnP-ADMM with the linear denoiser ``D`` and data ``M x = y``.
+
+    ``prox(z) = P z + c`` with ``P = (tau M^T M + I)^-1`` and ``c = tau P M^T y``; the fixed point of
+    ``z = z + D(2 prox(z) - z) - prox(z)`` solves ``(D (2P - I) - P) z = c - 2 D c``.
+    """
+    n = M.shape[1]
+    P = np.linalg.inv(tau * M.T @ M + np.eye(n))
+    c = P @ (tau * M.T @ y.ravel())
+    z = np.linalg.solve(D @ (2 * P - np.eye(n)) - P, c - 2 * D @ c)
+    return P @ z + c
+
+
 @pytest.fixture
 def gen():
     """A seeded torch generator (each test gets a fresh one)."""

@@ -9,7 +9,7 @@ import torch
 from operators import Blur, kernels
 from pnp_stable.anderson import Anderson
 from pnp_stable.solvers import _working_precision, pnp_admm, pnp_fbs
-from tests.conftest import dense_matrix
+from tests.conftest import admm_fixed_point, dense_matrix
 
 SHAPE = (1, 1, 10, 10)
 
@@ -69,11 +69,7 @@ def test_accelerated_admm_reaches_the_plain_fixed_point(problem):
     tau = 3.0
     x_plain, r_plain = pnp_admm(y, A, Smoother(), step=tau, tol=1e-13, max_iter=5000, anderson=False)
     x_acc, r_acc = pnp_admm(y, A, Smoother(), step=tau, tol=1e-13, max_iter=5000)
-    n = M.shape[1]
-    P = np.linalg.inv(tau * M.T @ M + np.eye(n))
-    c = P @ (tau * M.T @ y.flatten().numpy())
-    z = np.linalg.solve(D @ (2 * P - np.eye(n)) - P, c - 2 * D @ c)
-    np.testing.assert_allclose(x_acc.flatten().numpy(), P @ z + c, atol=1e-9)
+    np.testing.assert_allclose(x_acc.flatten().numpy(), admm_fixed_point(M, D, tau, y.numpy()), atol=1e-9)
     torch.testing.assert_close(x_acc, x_plain, atol=1e-9, rtol=0)
     assert r_acc.guaranteed and r_acc.all_converged and r_acc.iterations[0] < r_plain.iterations[0]
     assert "Anderson" in r_acc.theorem and "Anderson" in r_acc.summary()
@@ -90,11 +86,7 @@ def test_inexact_prox_admm_unknown_boundary_reaches_the_direct_solution():
     D = dense_matrix(den.op, shape)
     tau = 4.0
     x, rep = pnp_admm(y, A, den, step=tau, tol=1e-11, max_iter=3000)
-    n = M.shape[1]
-    P = np.linalg.inv(tau * M.T @ M + np.eye(n))
-    c = P @ (tau * M.T @ y.flatten().numpy())
-    z = np.linalg.solve(D @ (2 * P - np.eye(n)) - P, c - 2 * D @ c)
-    np.testing.assert_allclose(x.flatten().numpy(), P @ z + c, atol=1e-8)
+    np.testing.assert_allclose(x.flatten().numpy(), admm_fixed_point(M, D, tau, y.numpy()), atol=1e-8)
     cond = {c.name: c for c in rep.conditions}
     assert rep.guaranteed and cond["inexact prox within its summable error schedule"].holds
     assert rep.inexact_schedule_met == [True]

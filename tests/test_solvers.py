@@ -8,7 +8,7 @@ import torch
 
 from operators import Blur, as_operator
 from pnp_stable.solvers import pnp_admm, pnp_fbs
-from tests.conftest import dense_matrix
+from tests.conftest import admm_fixed_point, dense_matrix
 
 SHAPE = (1, 1, 10, 10)
 
@@ -54,11 +54,7 @@ def test_admm_fixed_point_solves_the_linear_system(problem):
     A, y, M, D = problem
     tau = 3.0
     x, rep = pnp_admm(y, A, Smoother(), step=tau, tol=1e-13, max_iter=5000)
-    n = M.shape[1]
-    P = np.linalg.inv(tau * M.T @ M + np.eye(n))
-    c = P @ (tau * M.T @ y.flatten().numpy())
-    z = np.linalg.solve(D @ (2 * P - np.eye(n)) - P, c - 2 * D @ c)
-    np.testing.assert_allclose(x.flatten().numpy(), P @ z + c, atol=1e-9)
+    np.testing.assert_allclose(x.flatten().numpy(), admm_fixed_point(M, D, tau, y.numpy()), atol=1e-9)
     assert rep.guaranteed and rep.all_converged and rep.monotone == [True]
 
 
