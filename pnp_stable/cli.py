@@ -10,6 +10,7 @@ from operators.blur import BLUR_BOUNDARIES
 
 from ._version import __version__
 from .allocator import retain_freed_memory
+from .api import DEFAULT_BOUNDARY
 from .registry import DEFAULT_SOLVER
 
 __all__ = ["main", "build_parser"]
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--denoiser", default="default", help="weights file written by pnp-stable export, or a shipped model name "
                     "(see pnp-stable models; default: the shipped certified model)")
     db.add_argument("--solver", default=DEFAULT_SOLVER, help="registered solver (see pnp-stable solvers; default: %(default)s)")
-    db.add_argument("--boundary", default="symmetric", choices=BLUR_BOUNDARIES,
+    db.add_argument("--boundary", default=DEFAULT_BOUNDARY, choices=BLUR_BOUNDARIES,
                     help="blur boundary model; 'unknown' assumes nothing outside the frame (default: %(default)s)")
     db.add_argument("--sigma", type=_level, default=None,
                     help="denoiser strength; default: with the shipped model, the strength tuned for the solver and the "

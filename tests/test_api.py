@@ -369,3 +369,35 @@ def test_reconstruct_noise_level_sets_the_shipped_strength(photo):
     assert plan.sigma > 0 and plan.options["step"] == pytest.approx(0.15 / 0.02)
     with pytest.raises(ValueError, match="noise_level must be"):
         reconstruct(y, Blur("box:3"), noise_level=-1.0, progress=False)
+
+
+def test_default_boundary_is_the_unknown_model(photo):
+    from pnp_stable.api import DEFAULT_BOUNDARY
+    from pnp_stable.cli import build_parser
+
+    assert DEFAULT_BOUNDARY == "unknown"
+    assert build_parser().parse_args(["deblur", "a.png", "-o", "b.png", "--kernel", "box:3", "--noise", "0.01"]).boundary == "unknown"
+    y, _ = _scene_crop(photo, "gaussian:1.2", "circular")
+    r = deblur(y, "gaussian:1.2", 0.0, denoiser=Smoother(), step=50.0, max_iter=300, progress=False)
+    ref = deblur(y, "gaussian:1.2", 0.0, boundary="unknown", denoiser=Smoother(), step=50.0, max_iter=300, progress=False)
+    assert r.image.shape == y.shape and np.array_equal(r.image, ref.image)
+
+
+def test_deblur_resolves_the_plan_once(photo, monkeypatch):
+    import pnp_stable.api as api
+
+    calls = {"resolve": 0, "strength": 0}
+    real_resolve, real_strength = api.resolve_denoiser, api._strength_and_step
+
+    def counting_resolve(*a, **k):
+        calls["resolve"] += 1
+        return real_resolve(*a, **k)
+
+    def counting_strength(*a, **k):
+        calls["strength"] += 1
+        return real_strength(*a, **k)
+
+    monkeypatch.setattr(api, "resolve_denoiser", counting_resolve)
+    monkeypatch.setattr(api, "_strength_and_step", counting_strength)
+    r = deblur(photo, "box:3", 0.02, boundary="circular", max_iter=2, progress=False)
+    assert calls == {"resolve": 1, "strength": 1} and r.report.solver == "pnp-admm"
