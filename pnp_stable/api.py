@@ -284,7 +284,7 @@ def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, d
         Blur boundary model (:class:`operators.Blur`).  The default ``"unknown"`` assumes
         nothing outside the frame: the image is restored on a domain extended by the kernel's
         reach and cropped back.  On photographs it measured best of every model, above
-        ``"symmetric"`` on every problem, at 1.5-2 times its time (benchmarks/RESULTS.md,
+        ``"symmetric"`` on every problem, at 1.3-2.2 times its time (benchmarks/RESULTS.md,
         section "real-photographs").  ``"circular"`` is the fastest and is exact for periodic
         data.
     channel_axis : int, optional

@@ -42,10 +42,3 @@ def admm_fixed_point(M: np.ndarray, D: np.ndarray, tau: float, y: np.ndarray) ->
 def gen():
     """A seeded torch generator (each test gets a fresh one)."""
     return torch.Generator().manual_seed(1234)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _private_verification_cache(tmp_path_factory):
-    """Tests remember verified certificates in a folder of their own, never the user's cache."""
-    os.environ["PNP_STABLE_CACHE_DIR"] = str(tmp_path_factory.mktemp("pnp-stable-cache"))
-    yield

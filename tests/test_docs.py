@@ -51,3 +51,30 @@ def test_table_check_catches_a_misplaced_row():
     text = "| a | b |\n|---|---|\n| 1 | 2 |\n| 1 | 2 | 3 |\n"
     (start, lines), = markdown_tables(text)
     assert [cells(line) for line in lines] == [2, 2, 2, 3]
+
+
+@pytest.mark.parametrize("page", ["docs/operators.md", "docs/denoisers.md"])
+def test_user_guide_tables_are_well_formed(page):
+    test_every_table_row_has_its_header_columns(page)
+
+
+def test_readme_is_a_front_page_with_the_two_quickstart_commands():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    bash = re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+    assert bash == ['pip install . && pnp-stable demo -o deblur_demo.png --overwrite', 'pip install ".[test]" && python -m pytest']
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install ".[test]" && python -m pytest' in ci and "pnp-stable demo -o deblur_demo.png --overwrite" in ci
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/operators.md", "docs/denoisers.md", "docs/solvers.md"])
+def test_relative_links_point_to_files(document):
+    import re
+
+    page = ROOT / document
+    for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+        if "://" in target:
+            continue
+        assert (page.parent / target).exists(), f"{document} links to a missing file: {target}"
