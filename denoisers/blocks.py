@@ -213,7 +213,11 @@ class GradientFlowBlock(nn.Module):
         else:
             bound = certified_conv_norm(self.weight, self.certify_grid)
         self._certified = (key, w64.clone(), bound)
-        self.norm_bound.fill_(bound.value)
+        # Write the buffer only when it changes: an unchanged model then mutates nothing, so
+        # function transforms (torch.func.jvp / vjp / vmap) can trace it.
+        # (Compared in the buffer's own dtype: Module.float() casts it to float32.)
+        if float(self.norm_bound) != float(torch.tensor(bound.value, dtype=self.norm_bound.dtype)):
+            self.norm_bound.fill_(bound.value)
         return bound
 
     def schedule(self, norm: float) -> StepSchedule:

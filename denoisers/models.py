@@ -184,7 +184,17 @@ class AveragedDenoiser(NonexpansiveDenoiser):
         cap = self.effective_theta() if not self.training else self.theta
         if self.strength is None or sigma is None:
             return cap
-        sig = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1).numpy()
+        if isinstance(sigma, torch.Tensor):
+            # In torch, so that function transforms (torch.func.jvp, vmap) can trace through.
+            sig = sigma.detach().to(torch.float64).reshape(-1)
+            try:
+                bad = bool((~torch.isfinite(sig)).any() | (sig < 0).any())
+            except RuntimeError:  # inside vmap the values cannot be inspected
+                bad = False
+            if bad:
+                raise ValueError(f"sigma must be finite and >= 0; got {sigma!r}")
+            return _interp(sig, *self.strength).clamp_max(cap)
+        sig = np.asarray(sigma, dtype=np.float64).reshape(-1)
         if not np.isfinite(sig).all() or (sig < 0).any():
             raise ValueError(f"sigma must be finite and >= 0; got {sigma!r}")
         theta = np.minimum(np.interp(sig, *self.strength), cap)
@@ -193,8 +203,8 @@ class AveragedDenoiser(NonexpansiveDenoiser):
     def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
         theta = self.theta_for(sigma)
         out = self.net(x)
-        if isinstance(theta, torch.Tensor):  # one relaxation per sample
-            if theta.numel() != x.shape[0]:
+        if isinstance(theta, torch.Tensor):  # one relaxation per sample (or one for all)
+            if theta.numel() not in (1, x.shape[0]):
                 raise ValueError(f"got {theta.numel()} noise levels for a batch of {x.shape[0]}")
             theta = theta.to(x.dtype).to(x.device).view(-1, 1, 1, 1)
             return (1 - theta) * x + theta * out
@@ -202,6 +212,24 @@ class AveragedDenoiser(NonexpansiveDenoiser):
 
     def certified_alpha(self) -> float:
         return relax_alpha(self.net.certified_alpha(), self.effective_theta())
+
+
+def _interp(sig: torch.Tensor, sigmas, thetas) -> torch.Tensor:
+    """``np.interp(sig, sigmas, thetas)`` in torch (constant beyond the ends).
+
+    Examples
+    --------
+    >>> _interp(torch.tensor([0.0, 0.05, 1.0], dtype=torch.float64), (0.0, 0.1), (0.0, 1.0)).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    xs = torch.tensor(sigmas, dtype=torch.float64, device=sig.device)
+    ys = torch.tensor(thetas, dtype=torch.float64, device=sig.device)
+    if xs.numel() == 1:
+        return ys.expand_as(sig).clone()
+    s = sig.clamp(xs[0], xs[-1])
+    hi = torch.searchsorted(xs, s, right=True).clamp(1, xs.numel() - 1)
+    x0, x1, y0, y1 = xs[hi - 1], xs[hi], ys[hi - 1], ys[hi]
+    return y0 + (s - x0) * (y1 - y0) / (x1 - x0)
 
 
 def _check_strength(strength) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

@@ -153,3 +153,25 @@ def test_dncnn_init_keeps_the_signal_through_depth():
                 scales.append(float(h.std()))
     assert min(scales[:-1]) > 0.1 * max(scales[:-1])
     assert scales[-1] > 0.01  # the residual (noise estimate) is not stuck at zero
+
+
+def test_shipped_model_is_traceable_by_torch_func():
+    """Jacobian tools built on torch.func can probe a loaded model (nothing mutated, no numpy)."""
+    from denoisers import load_pretrained
+
+    d = load_pretrained("gray-averaged-s25", target_alpha=0.5, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 24, 24, generator=g, dtype=torch.float64)
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    for sigma in (0.1, torch.tensor(0.1, dtype=torch.float64), torch.tensor([0.05, 0.1], dtype=torch.float64)):
+        out, jv = torch.func.jvp(lambda u: d(u, sigma), (x,), (v,))
+        fd = (d(x + 1e-6 * v, sigma) - d(x - 1e-6 * v, sigma)) / 2e-6
+        torch.testing.assert_close(out, d(x, sigma))
+        torch.testing.assert_close(jv, fd, atol=1e-6, rtol=1e-5)
+        assert float(jv.norm()) <= float(v.norm()) * (1 + 1e-9)  # non-expansive
+    levels = torch.tensor([0.02, 0.2], dtype=torch.float64)
+    batched = torch.func.vmap(lambda xi, si: d(xi[None], si)[0])(x, levels)
+    looped = torch.cat([d(x[i:i + 1], float(levels[i])) for i in range(2)])
+    torch.testing.assert_close(batched, looped)
+    with pytest.raises(ValueError, match="sigma must be finite"):
+        d(x, torch.tensor([0.1, -1.0], dtype=torch.float64))
