@@ -56,8 +56,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from operators import Blur, operator_norm  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur, pnp_admm, pnp_fbs  # noqa: E402
-from pnp_stable.api import resolve_denoiser  # noqa: E402
-from pnp_stable.defaults import default_strength, defaults_for  # noqa: E402
+from pnp_stable.api import plan_run, resolve_denoiser  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 NOISE = 0.01
@@ -197,14 +196,13 @@ def per_iteration(case: str, iterations: int, repeats: int) -> list[dict]:
     y = y[None, None] if y.ndim == 2 else y.permute(2, 0, 1)[None]
     rows = []
     for solver, deepinv_name in (("pnp-fbs", "PGD"), ("pnp-admm", "ADMM")):
-        tuned = defaults_for(solver, channels)
-        sigma = default_strength(solver, NOISE, channels)
-        den = resolve_denoiser("default", channels=channels, solver=solver, sigma=sigma)  # the model deblur() picks
+        plan = plan_run("default", solver, noise_level=NOISE, channels=channels)  # what deblur() runs
+        sigma, den = plan.sigma, plan.denoiser
         if solver == "pnp-fbs":
-            step = tuned.step_factor / operator_norm(op, tuple(y.shape)).value ** 2
+            step = plan.options["step_factor"] / operator_norm(op, tuple(y.shape)).value ** 2
             ours = lambda: pnp_fbs(y, op, den, sigma=sigma, step=step, max_iter=iterations, tol=1e-30)  # noqa: E731
         else:
-            step = tuned.step_for(NOISE)
+            step = plan.options["step"]
             ours = lambda: pnp_admm(y, op, den, sigma=sigma, step=step, max_iter=iterations, tol=1e-30)  # noqa: E731
         prior = PnP(denoiser=lambda v, sigma=None, **kw: den(v, sigma))
         model = optim_builder(iteration=deepinv_name, prior=prior, data_fidelity=L2(),
@@ -266,14 +264,13 @@ def to_tolerance(case: str, repeats: int = 1, tol: float = 1e-4, max_iter: int =
     y, op, channels = _problem(case)
     rows = []
     for solver, deepinv_name in (("pnp-admm", "ADMM"), ("pnp-fbs", "PGD")):
-        tuned = defaults_for(solver, channels)
-        sigma = default_strength(solver, NOISE, channels)
-        den = resolve_denoiser("default", channels=channels, solver=solver, sigma=sigma)
+        plan = plan_run("default", solver, noise_level=NOISE, channels=channels)  # what deblur() runs
+        sigma, den = plan.sigma, plan.denoiser
         if solver == "pnp-fbs":
-            step = tuned.step_factor / operator_norm(op, tuple(y.shape)).value ** 2
+            step = plan.options["step_factor"] / operator_norm(op, tuple(y.shape)).value ** 2
             run = lambda aa: pnp_fbs(y, op, den, sigma=sigma, step=step, max_iter=max_iter, tol=tol, anderson=aa)  # noqa: E731
         else:
-            step = tuned.step_for(NOISE)
+            step = plan.options["step"]
             run = lambda aa: pnp_admm(y, op, den, sigma=sigma, step=step, max_iter=max_iter, tol=tol, anderson=aa)  # noqa: E731
 
         def ours(aa):
@@ -316,15 +313,14 @@ def memory_over_iterations(case: str = "gray-256", iterations: int = 100) -> lis
     (1, 10)
     """
     y, op, channels = _problem(case)
-    sigma = default_strength("pnp-admm", NOISE, channels)
-    den = resolve_denoiser("default", channels=channels, solver="pnp-admm", sigma=sigma)
+    plan = plan_run("default", "pnp-admm", noise_level=NOISE, channels=channels)
     trace = []
 
     def record(k, x, rel):
         if k == 0 or (k + 1) % 10 == 0:
             trace.append((k + 1, _memory_kb("VmRSS") / 1024))
 
-    pnp_admm(y, op, den, sigma=sigma, step=defaults_for("pnp-admm", channels).step_for(NOISE), max_iter=iterations,
+    pnp_admm(y, op, plan.denoiser, sigma=plan.sigma, step=plan.options["step"], max_iter=iterations,
              tol=1e-30, callback=record)
     return trace
 

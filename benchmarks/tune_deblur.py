@@ -43,7 +43,7 @@ from operators._io import write_atomic  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
-from pnp_stable.defaults import capped_strength  # noqa: E402
+from pnp_stable.defaults import SolverDefaults, capped_strength  # noqa: E402
 
 NOISES_255 = (2.55, 7.65, 12.75)
 
@@ -316,7 +316,8 @@ def main() -> None:
             for k, s, ys in problems:
                 opts = {key: v for key, v in point.items() if key not in ("strength", "step_scale", "keep_first_model")}
                 if "step_scale" in point:
-                    opts["step"] = point["step_scale"] / (s / 255)
+                    # The rule deblur() applies, clip included: tune what ships.
+                    opts["step"] = SolverDefaults(step_scale=point["step_scale"]).step_for(s / 255)
                 values, iterations = [], []
                 sigma = point["strength"] * s / 255
                 if point.get("keep_first_model"):
