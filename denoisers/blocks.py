@@ -175,12 +175,16 @@ class GradientFlowBlock(nn.Module):
         )
 
     # -- the vector field --------------------------------------------------------------------
-    def gradient(self, x: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+    def gradient(self, x: torch.Tensor, scale: float | torch.Tensor = 1.0, bias_shift: torch.Tensor | None = None) -> torch.Tensor:
         """``A^T sigma(A x + b)`` with ``A = scale * W``, the gradient of the potential
-        (zero padding; ``A^T`` is the exact adjoint)."""
+        (zero padding; ``A^T`` is the exact adjoint).  ``bias_shift`` (batch, hidden) is added
+        to the bias per sample (noise conditioning; any bias keeps the certificate)."""
         p = self.weight.shape[-1] // 2
         A = self.weight if isinstance(scale, float) and scale == 1.0 else scale * self.weight
-        z = F.conv2d(x, A, self.bias, padding=p)
+        if bias_shift is None:
+            z = F.conv2d(x, A, self.bias, padding=p)
+        else:
+            z = F.conv2d(x, A, None, padding=p) + (self.bias + bias_shift)[:, :, None, None]
         return F.conv_transpose2d(self.act(z), A, padding=p)
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,12 +254,12 @@ class GradientFlowBlock(nn.Module):
         """The schedule evaluation uses: from the certified norm bound."""
         return self.schedule(self.certified_norm().value)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias_shift: torch.Tensor | None = None) -> torch.Tensor:
         if self.training:
             est, u = symbol_power_step(self.weight, self.power_vectors)
             self.power_vectors.copy_(u)
-            self.norm_estimate.fill_(float(est))
-            sched = self.schedule(float(est))
+            self.norm_estimate.fill_(float(est.detach()))
+            sched = self.schedule(float(est.detach()))
             scale = sched.scale
             if sched.capped:
                 # rho = sqrt(2 r margin n / (T L)) / ||W|| normalises W: it must carry its
@@ -266,7 +270,7 @@ class GradientFlowBlock(nn.Module):
             scale = sched.scale
 
         def grad(z):
-            return self.gradient(z, scale)
+            return self.gradient(z, scale, bias_shift)
 
         # Runge-Kutta steps are linear in h, so stepping the gradient with -h is stepping
         # the field -gradient with h, without a negation pass over the state.

@@ -32,6 +32,10 @@ class GradientFlowNet(nn.Module):
         Channels of the lifted state.
     depth : int
         Number of blocks.
+    noise_knots : sequence of float, optional
+        Condition every block's bias on the noise level, a table learned at these levels and
+        interpolated linearly between them (:mod:`denoisers.conditioning`).  Biases do not
+        enter the certificate, so it holds for every level.
     **block_kwargs
         Passed to :class:`~denoisers.blocks.GradientFlowBlock` (``kernel_size``,
         ``activation``, ``integrator``, ``time``, ``margin``, ``max_substeps``, ...).
@@ -42,24 +46,37 @@ class GradientFlowNet(nn.Module):
     >>> net = GradientFlowNet(1, width=8, depth=2).eval()
     >>> net(torch.rand(1, 1, 16, 16)).shape
     torch.Size([1, 1, 16, 16])
+    >>> cond = GradientFlowNet(1, width=8, depth=2, noise_knots=[0.0, 0.1, 0.2]).eval()
+    >>> cond(torch.rand(2, 1, 16, 16), sigma=torch.tensor([0.05, 0.15])).shape
+    torch.Size([2, 1, 16, 16])
     """
 
-    def __init__(self, channels: int = 1, width: int = 32, depth: int = 8, **block_kwargs):
+    def __init__(self, channels: int = 1, width: int = 32, depth: int = 8, noise_knots=None, **block_kwargs):
         super().__init__()
         if channels < 1 or width < channels or depth < 1:
             raise ValueError(f"need 1 <= channels <= width and depth >= 1; got channels={channels}, width={width}, depth={depth}")
         self.channels, self.width = int(channels), int(width)
         self.blocks = nn.ModuleList(GradientFlowBlock(width, **block_kwargs) for _ in range(depth))
+        self.conditioning = None
+        if noise_knots is not None:
+            from .conditioning import NoiseConditioning
+
+            self.conditioning = NoiseConditioning(noise_knots, depth, self.blocks[0].hidden)
         #: Constructor arguments, stored so that a weights file can rebuild the model.
         self.config = dict(channels=channels, width=width, depth=depth, **block_kwargs)
+        if noise_knots is not None:
+            self.config["noise_knots"] = [float(k) for k in noise_knots]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """Denoise ``x``; a noise-conditioned network uses ``sigma`` (a float or one per
+        sample; None: the unshifted biases), the others ignore it."""
         check_image_batch(x)
         if x.shape[1] != self.channels:
             raise ValueError(f"this network takes {self.channels}-channel images; got {x.shape[1]} channels (shape {tuple(x.shape)})")
+        shifts = self.conditioning(sigma, x.shape[0]) if self.conditioning is not None and sigma is not None else None
         z = torch.cat([x, x.new_zeros(x.shape[0], self.width - self.channels, *x.shape[-2:])], 1)
-        for blk in self.blocks:
-            z = blk(z)
+        for i, blk in enumerate(self.blocks):
+            z = blk(z) if shifts is None else blk(z, shifts[i].to(z.dtype))
         return z[:, : self.channels]
 
     def step_alphas(self) -> list[float]:
@@ -103,7 +120,7 @@ class NonexpansiveDenoiser(Denoiser):
         self.sigma_train = sigma_train
 
     def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x, sigma)
 
     def certified_alpha(self) -> float:
         """Averagedness from certified bounds; 1.0 means non-expansive only."""
@@ -202,7 +219,7 @@ class AveragedDenoiser(NonexpansiveDenoiser):
 
     def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
         theta = self.theta_for(sigma)
-        out = self.net(x)
+        out = self.net(x, sigma)
         if isinstance(theta, torch.Tensor):  # one relaxation per sample (or one for all)
             if theta.numel() not in (1, x.shape[0]):
                 raise ValueError(f"got {theta.numel()} noise levels for a batch of {x.shape[0]}")

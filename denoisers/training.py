@@ -153,6 +153,10 @@ def _initial_parameters(model: torch.nn.Module, source: str) -> dict:
         raise FileNotFoundError(f"init {source!r} is neither a weights file nor a shipped model ({', '.join(pretrained_names())})")
     src, rec = load_weights(path, return_record=True)
     mine, theirs = model.state_dict(), src.state_dict()
+    # A noise-conditioned run may start from an unconditioned model: its bias table starts at
+    # zero, so it begins as exactly that model.
+    added = {k for k in mine.keys() - theirs.keys() if ".conditioning." in f".{k}"}
+    theirs = {**theirs, **{k: mine[k] for k in added}}
     if mine.keys() != theirs.keys():
         raise ValueError(f"init {source!r} is a different architecture: parameters {sorted(set(theirs) ^ set(mine))[:6]} "
                          f"are in one model only; build the run with the same model, width and depth")

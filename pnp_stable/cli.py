@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--activation", default="leaky_relu")
     tr.add_argument("--margin", type=float, default=0.95)
     tr.add_argument("--max-substeps", type=int, default=None)
+    tr.add_argument("--noise-knots", default=None, metavar="LEVELS",
+                    help="condition the blocks' biases on the noise level, learned at these levels, comma separated "
+                         "(e.g. 0,10/255,25/255,50/255); the certificate does not depend on them")
     tr.add_argument("--patch", type=int, default=48)
     tr.add_argument("--batch-size", type=int, default=32)
     tr.add_argument("--steps", type=int, default=2000)
@@ -258,6 +261,11 @@ def _run_train(args: argparse.Namespace) -> int:
     model_kwargs = dict(width=args.width, depth=args.depth)
     if args.model in ("averaged", "nonexpansive"):  # the baselines have no flow options
         model_kwargs.update(integrator=args.integrator, activation=args.activation, margin=args.margin, max_substeps=args.max_substeps)
+        if args.noise_knots:
+            try:
+                model_kwargs["noise_knots"] = [_level(v) for v in args.noise_knots.split(",")]
+            except argparse.ArgumentTypeError as exc:
+                raise ValueError(f"--noise-knots: {exc}") from None
     cfg = TrainConfig(
         train_dir=args.train_dir, out_dir=args.out, channels=args.channels, model=args.model, model_kwargs=model_kwargs,
         sigma=args.sigma, sigma_max=args.sigma_max, patch=args.patch, batch_size=args.batch_size, steps=args.steps,
