@@ -61,7 +61,7 @@ def optimal_theta(model, images: Sequence[np.ndarray], sigma: float, *, seed: in
             x = torch.from_numpy(a).permute(2, 0, 1)[None].float()
             y = (x + sigma * torch.randn(x.shape, generator=g)).to(dtype)  # the noise draw does not depend on dtype
             x = x.to(dtype)
-            r = (net(y) - y).double()
+            r = (net(y, sigma) - y).double()  # a noise-conditioned network needs the level
             dot += float(((x - y).double() * r).sum())
             norm2 += float((r * r).sum())
     net.train(was_training)

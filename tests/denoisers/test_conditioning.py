@@ -91,3 +91,16 @@ def test_conditioned_run_can_start_from_an_unconditioned_model(image_dir, tmp_pa
     params = [k for k in src if k.endswith((".weight", ".bias"))]  # (training moves the power-iteration buffers)
     assert params and all(torch.allclose(state[k], src[k], atol=1e-6) for k in params)
     assert float(state["net.conditioning.table"].abs().max()) < 1e-6  # begins as the start model
+
+
+def test_strength_calibration_runs_the_network_at_the_level():
+    from denoisers.strength import optimal_theta
+
+    d = _conditioned(seed=5).float()
+    img = np.random.default_rng(0).random((20, 20, 1))
+    g = torch.Generator().manual_seed(0)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    y = x + 0.15 * torch.randn(x.shape, generator=g)
+    r = (d.net(y, 0.15) - y).double()
+    expected = float(((x - y).double() * r).sum() / (r * r).sum())
+    assert optimal_theta(d, [img], 0.15, seed=0) == pytest.approx(min(max(expected, 0.0), 1.0), rel=1e-6)
