@@ -188,22 +188,11 @@ def per_iteration(case: str, iterations: int, repeats: int) -> list[dict]:
     from deepinv.optim.data_fidelity import L2
     from deepinv.optim.prior import PnP
 
-    clean = test_image(case)
-    channels = CASES[case][1]
-    op = Blur(KERNEL, boundary="circular", noise_model=Gaussian(NOISE))
-    yn = blurred(clean, "circular")
-    y = torch.from_numpy(yn).float()
-    y = y[None, None] if y.ndim == 2 else y.permute(2, 0, 1)[None]
+    y, op, channels = _problem(case)
     rows = []
     for solver, deepinv_name in (("pnp-fbs", "PGD"), ("pnp-admm", "ADMM")):
-        plan = plan_run("default", solver, noise_level=NOISE, channels=channels)  # what deblur() runs
-        sigma, den = plan.sigma, plan.denoiser
-        if solver == "pnp-fbs":
-            step = plan.options["step_factor"] / operator_norm(op, tuple(y.shape)).value ** 2
-            ours = lambda: pnp_fbs(y, op, den, sigma=sigma, step=step, max_iter=iterations, tol=1e-30)  # noqa: E731
-        else:
-            step = plan.options["step"]
-            ours = lambda: pnp_admm(y, op, den, sigma=sigma, step=step, max_iter=iterations, tol=1e-30)  # noqa: E731
+        den, sigma, step, run = _ours(solver, y, op, channels)
+        ours = lambda: run(iterations, 1e-30)  # noqa: E731
         prior = PnP(denoiser=lambda v, sigma=None, **kw: den(v, sigma))
         model = optim_builder(iteration=deepinv_name, prior=prior, data_fidelity=L2(),
                               params_algo={"stepsize": step, "g_param": sigma, "lambda": 1.0}, max_iter=iterations,
@@ -245,6 +234,24 @@ class _Counted:
         return self.den(v, sigma)
 
 
+def _ours(solver: str, y: torch.Tensor, op, channels: int):
+    """(denoiser, strength, step, run) of ``solver`` as deblur() plans it; ``run(max_iter, tol,
+    anderson)`` solves the case's problem."""
+    plan = plan_run("default", solver, noise_level=NOISE, channels=channels)  # what deblur() runs
+    sigma, den = plan.sigma, plan.denoiser
+    if solver == "pnp-fbs":
+        step = plan.options["step_factor"] / operator_norm(op, tuple(y.shape)).value ** 2
+        fn = pnp_fbs
+    else:
+        step = plan.options["step"]
+        fn = pnp_admm
+
+    def run(max_iter: int, tol: float, anderson=True):
+        return fn(y, op, den, sigma=sigma, step=step, max_iter=max_iter, tol=tol, anderson=anderson)
+
+    return den, sigma, step, run
+
+
 def to_tolerance(case: str, repeats: int = 1, tol: float = 1e-4, max_iter: int = 300) -> list[dict]:
     """Wall time to a ``tol`` relative residual: ours (accelerated, plain) against deepinv's PnP
     (plain, Anderson), same operator, denoiser, strength and step, alternating in one process.
@@ -264,17 +271,10 @@ def to_tolerance(case: str, repeats: int = 1, tol: float = 1e-4, max_iter: int =
     y, op, channels = _problem(case)
     rows = []
     for solver, deepinv_name in (("pnp-admm", "ADMM"), ("pnp-fbs", "PGD")):
-        plan = plan_run("default", solver, noise_level=NOISE, channels=channels)  # what deblur() runs
-        sigma, den = plan.sigma, plan.denoiser
-        if solver == "pnp-fbs":
-            step = plan.options["step_factor"] / operator_norm(op, tuple(y.shape)).value ** 2
-            run = lambda aa: pnp_fbs(y, op, den, sigma=sigma, step=step, max_iter=max_iter, tol=tol, anderson=aa)  # noqa: E731
-        else:
-            step = plan.options["step"]
-            run = lambda aa: pnp_admm(y, op, den, sigma=sigma, step=step, max_iter=max_iter, tol=tol, anderson=aa)  # noqa: E731
+        den, sigma, step, run = _ours(solver, y, op, channels)
 
         def ours(aa):
-            x, rep = run(aa)
+            x, rep = run(max_iter, tol, aa)
             return x, rep.iterations[0]
 
         def theirs(anderson):
