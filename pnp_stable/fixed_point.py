@@ -236,7 +236,7 @@ def run_fixed_point(
         if aa is not None:
             aa.clear(idx[reject_cand])
         # The computed residual is within eta of the true one: stop on the bound.
-        reason = torch.where(keep & ((r + eta) / size <= tol), _TOL, reason)
+        reason = torch.where((reason == 0) & keep & ((r + eta) / size <= tol), _TOL, reason)
         reason = torch.where((reason == 0) & (st.evaluations[idx] >= max_iter), _MAX_ITER, reason)
         st.reason[idx] = reason
         st.active[idx] = reason == 0
