@@ -161,6 +161,13 @@ def _strength_and_step(denoiser, solver: str, noise_level: float | None, sigma: 
     return default_strength(solver, noise_level, channels)
 
 
+def _checked_noise_level(value) -> float:
+    """``value`` if it is a valid noise level (a finite number >= 0), else a clear error."""
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+        raise ValueError(f"noise_level must be a finite number >= 0 (standard deviation on the [0, 1] scale); got {value!r}")
+    return value
+
+
 def _noise_level(operator) -> float | None:
     sigma = getattr(getattr(operator, "noise_model", None), "sigma", None)
     try:
@@ -213,10 +220,7 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     >>> r.report.guaranteed
     True
     """
-    if noise_level is None:
-        noise_level = _noise_level(operator)
-    elif not (isinstance(noise_level, (int, float)) and np.isfinite(noise_level) and noise_level >= 0):
-        raise ValueError(f"noise_level must be a finite number >= 0; got {noise_level!r}")
+    noise_level = _noise_level(operator) if noise_level is None else _checked_noise_level(noise_level)
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
     return _execute(y, operator, plan, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
 
@@ -313,8 +317,7 @@ def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, d
     >>> r.image.shape, r.image.dtype, r.report.guaranteed
     ((32, 32), dtype('float64'), True)
     """
-    if not (isinstance(noise_level, (int, float)) and np.isfinite(noise_level) and noise_level >= 0):
-        raise ValueError(f"noise_level must be a finite number >= 0 (standard deviation on the [0, 1] scale); got {noise_level!r}")
+    _checked_noise_level(noise_level)
     y, how = _to_batch(image, channel_axis)
     if not bool(torch.isfinite(y).all()):
         raise ValueError("image contains NaN or Inf")

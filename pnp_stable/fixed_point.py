@@ -80,8 +80,7 @@ class _State:
     base_eta: torch.Tensor    # error bound of T u_k
     point: torch.Tensor       # the point the next pass evaluates
     candidate: torch.Tensor   # bool: that point is an Anderson candidate
-    active: torch.Tensor
-    reason: torch.Tensor      # code into STOP_REASONS
+    reason: torch.Tensor      # code into STOP_REASONS (running while 0)
     evaluations: torch.Tensor
     kept: torch.Tensor        # length of the kept sequence (residual history)
     accepted: torch.Tensor
@@ -169,7 +168,7 @@ def run_fixed_point(
     st = _State(
         base=flat0.clone(), base_f=flat0.clone(), base_r=torch.full((B,), float("inf"), dtype=torch.float64, device=dev),
         base_eta=torch.zeros(B, dtype=torch.float64, device=dev), point=flat0.clone(),
-        candidate=torch.zeros(B, dtype=torch.bool, device=dev), active=torch.ones(B, dtype=torch.bool, device=dev),
+        candidate=torch.zeros(B, dtype=torch.bool, device=dev),
         reason=zeros_b.clone(), evaluations=zeros_b.clone(), kept=zeros_b.clone(), accepted=zeros_b.clone(),
         rejected=zeros_b.clone(), monotone=torch.ones(B, dtype=torch.bool, device=dev),
         schedule_met=torch.ones(B, dtype=torch.bool, device=dev),
@@ -180,7 +179,7 @@ def run_fixed_point(
     t0 = time.perf_counter()
     bar = tqdm(total=max_iter, disable=not progress, desc=report.solver, unit="it")
     for k in range(max_iter):
-        idx = torch.nonzero(st.active).flatten()  # one host synchronisation per pass
+        idx = torch.nonzero(st.reason == _RUNNING).flatten()  # one host synchronisation per pass
         if idx.numel() == 0:
             break
         whole = idx.numel() == B
@@ -191,7 +190,8 @@ def run_fixed_point(
         eta = torch.zeros(idx.numel(), dtype=torch.float64, device=dev) if eta is None else eta.to(torch.float64).reshape(-1)
         st.evaluations[idx] += 1
         first = st.kept[idx] == 0
-        r = _norm(pts - f)
+        g = pts - f  # the residual u - T u of the evaluated points
+        r = _norm(g)
         size = _norm(f).clamp_min(torch.finfo(torch.float64).tiny)
         finite = torch.isfinite(f).all(dim=1) & torch.isfinite(r)
         blown = size > 1e8 * scale0[idx]
@@ -221,7 +221,7 @@ def run_fixed_point(
             old = keep & ~first
             if bool(old.any()):
                 oi = idx[old]
-                g_new, g_old = (pts - f)[old], st.base[oi] - st.base_f[oi]
+                g_new, g_old = g[old], st.base[oi] - st.base_f[oi]
                 aa.push(oi, g_new - g_old, f[old] - st.base_f[oi])
         st.kept[kidx] += 1
         st.accepted[idx] += accept_cand.long()
@@ -239,7 +239,6 @@ def run_fixed_point(
         reason = torch.where((reason == 0) & keep & ((r + eta) / size <= tol), _TOL, reason)
         reason = torch.where((reason == 0) & (st.evaluations[idx] >= max_iter), _MAX_ITER, reason)
         st.reason[idx] = reason
-        st.active[idx] = reason == 0
         # The next point: an Anderson candidate where one passes test 1, else the plain step.
         nxt = st.base_f[idx]
         use_cand = torch.zeros_like(keep)
