@@ -52,7 +52,7 @@ from denoisers.data import ImageFolder  # noqa: E402
 from operators import Blur  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur, reconstruct, tikhonov_deblur  # noqa: E402
-from pnp_stable.defaults import default_strength, defaults_for  # noqa: E402
+from pnp_stable.defaults import defaults_for  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 SET_CHANNELS = {"set12": 1, "bsd68": 1, "cbsd10": 3, "cbsd68": 3, "set3c": 3}
@@ -173,31 +173,29 @@ def _other_stops(runs: list[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "-"
 
 
-def setup_fingerprint(method: str, channels: int, baseline_path: str | None, level: float | None = None) -> str:
+def setup_fingerprint(method: str, channels: int, baseline_path: str | None) -> str:
     """What a run's result depends on besides the problem: the model file and the tuned
     defaults.  Cached runs are reused only when it matches (re-exported weights redo them).
-    ``level`` (noise, /255) decides which shipped model serves the tuned strength.
 
     Examples
     --------
     >>> setup_fingerprint("tikhonov", 1, None)
     'tikhonov-gradient-discrepancy'
-    >>> setup_fingerprint("fbs", 1, None, level=12.75).split(":")[0]
-    'gray-averaged-s25'
+    >>> setup_fingerprint("fbs", 1, None).split(":")[0], setup_fingerprint("admm", 1, None).split(":")[0]
+    ('gray-averaged', 'gray-firm')
     """
     from denoisers import default_pretrained_name
     from denoisers.pretrained import pretrained_path
+    from pnp_stable.registry import solver_info
 
     if method == "tikhonov":
         return "tikhonov-gradient-discrepancy"
     if method in ("fbs", "admm"):
         solver = f"pnp-{method}"
-        tuned = defaults_for(solver, channels)
-        # The model deblur() will pick: the default for the strength it calls the denoiser with.
-        # With that model named, ``tuned`` (strength and step) fixes the result: lowering the
-        # strength to the model's cap (``keep_first_model``) only changes which model runs.
-        name = default_pretrained_name(channels, None if level is None else default_strength(solver, level / 255, channels))
-        return f"{name}:{file_digest(pretrained_path(name))}:{tuned}"
+        # The model deblur() runs for this solver (one per solver condition, every level) and
+        # the tuned strength and step fix the result.
+        name = default_pretrained_name(channels, solver_info(solver).denoiser_alpha)
+        return f"{name}:{file_digest(pretrained_path(name))}:{defaults_for(solver, channels)}"
     if method == "pnp-tv":
         return f"tv-n50:{defaults_for('pnp-fbs', channels)}"
     return f"baseline:{file_digest(baseline_path)}:{defaults_for('pnp-fbs', channels)}"
@@ -312,7 +310,7 @@ def main() -> None:
         channels = SET_CHANNELS[name]
         folder = ImageFolder(Path(args.data) / name, channels, limit=args.limit)
         jobs = [(i, k, lv) for i in range(len(folder)) for k in kernels for lv in levels]
-        setups = {(m, lv): setup_fingerprint(m, channels, args.baseline, lv) for m in tabled for lv in levels}
+        setups = {(m, lv): setup_fingerprint(m, channels, args.baseline) for m in tabled for lv in levels}
         if shards > 1:
             jobs = jobs[shard::shards]
         for i, k, lv in tqdm(jobs, desc=name if shards == 1 else f"{name} {shard}/{shards}"):

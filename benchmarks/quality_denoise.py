@@ -2,17 +2,18 @@
 
 Rows, at noise 15, 25, 50 /255 (noise seeded per image and level, outputs clipped to [0, 1]):
 
-* ours, averaged: the shipped certified model with its calibrated relaxation ``theta(sigma)``
-  (``denoiser(y, sigma)``, exactly what the PnP solvers call);
-* ours, 1-Lipschitz: the same network without relaxation (``theta = 1``);
+* ours, averaged: the default certified model of PnP-FBS (noise-conditioned, alpha < 1),
+  called as the solvers call it, ``denoiser(y, sigma)``;
+* ours, firmly non-expansive: the default model of PnP-ADMM (noise-conditioned, trained as
+  ``(I + N) / 2``, alpha <= 1/2), called the same way;
 * the matched unconstrained baseline, if ``--baseline FILE`` gives its weights;
 * TV (scikit-image ``denoise_tv_chambolle``), its weight tuned per level on the 12 BSD400
   images held out from training (``--train``), never on a test set;
 * the literature rows of REFERENCE.md (copied, not re-run).
 
-Each level uses the default model for it (what ``deblur()`` picks: the shipped model that
-denoises best at that level on held-out training images, see ``default_pretrained_name``);
-colour images served by a gray model get it channel by channel (same certificate).  The table says which model served which set.  Writes the "denoising" section of benchmarks/RESULTS.md.
+One model per image type and solver condition serves every level (``default_pretrained_name``);
+the table says which model served which set.  Writes the "denoising" section of
+benchmarks/RESULTS.md.
 
 Usage::
 
@@ -36,7 +37,7 @@ from _report import machine, write_section  # noqa: E402  (script folder is on s
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from denoisers import ChannelwiseDenoiser, available_pretrained, default_pretrained, default_pretrained_name  # noqa: E402
+from denoisers import available_pretrained, default_pretrained, default_pretrained_name  # noqa: E402
 from denoisers.data import ImageFolder  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
@@ -106,7 +107,7 @@ def _baseline_sentence(baseline, steps: int | None) -> str:
         return ""
     cfg = baseline.config
     return (f"Matched unconstrained baseline: {type(baseline).__name__} width {cfg.get('width')}, depth {cfg.get('depth')}, "
-            f"no batch normalisation, same data, patches, optimiser and steps ({steps}) as gray-averaged-s25, no certificate "
+            f"no batch normalisation, same data and patches, {steps} steps in all, no certificate "
             "(training/README.md); compared on the gray sets only. ")
 
 
@@ -115,14 +116,13 @@ def _certificate_cost(results: dict, sets: list[str], levels: list[float]) -> li
     out = []
     for name in sets:
         gaps = [(lv, results[(name, lv)]["baseline"][0] - results[(name, lv)]["averaged"][0],
-                 results[(name, lv)]["baseline"][0] - results[(name, lv)]["1-Lipschitz"][0])
+                 results[(name, lv)]["baseline"][0] - results[(name, lv)]["firm"][0])
                 for lv in levels if "baseline" in results[(name, lv)]]
         if gaps:
-            out.append(f"- {name}, baseline minus ours (averaged / 1-Lipschitz), dB: "
+            out.append(f"- {name}, baseline minus ours (averaged / firmly non-expansive), dB: "
                        + ", ".join(f"sigma {lv:g}: {a:+.2f} / {b:+.2f}" for lv, a, b in gaps) + ".")
     if out:
-        out = ["", "Cost of the certificate (positive: the unconstrained baseline is better; it was trained at one "
-               "level only, so only its own level is a like-for-like comparison):", ""] + out
+        out = ["", "Cost of the certificate (positive: the unconstrained baseline is better):", ""] + out
     return out
 
 
@@ -143,57 +143,51 @@ def main() -> None:
     levels = [float(v) for v in args.levels.split(",")]
     train_gray = [_as_float(im) for im in ImageFolder(args.train, 1).images[-12:]]
     tv_w = {lv: tune_tv(train_gray, lv / 255) for lv in levels}
-    baseline, baseline_sigma, rec_steps = None, None, None
+    baseline, baseline_sigma, baseline_range, rec_steps = None, None, False, None
     if args.baseline:
         from denoisers.weights import load_weights
 
         baseline, rec = load_weights(args.baseline, return_record=True)
         baseline_sigma = rec["metadata"].get("sigma")
-        rec_steps = rec["metadata"].get("steps_done")
+        baseline_range = rec["metadata"].get("sigma_max") is not None
+        rec_steps, link = rec["metadata"].get("steps_done") or 0, rec["metadata"].get("init")
+        while link:  # steps of the models it was fine-tuned from count too
+            rec_steps, link = rec_steps + (link.get("steps_done") or 0), link.get("init")
     info = available_pretrained()
     results, t0 = {}, time.time()
     served: dict[str, set[str]] = {}
     for name in args.sets.split(","):
         ch = SET_CHANNELS[name]
         folder = ImageFolder(Path(args.data) / name, ch, limit=args.limit)
+        # The models deblur() uses for this image type: PnP-FBS's and PnP-ADMM's.
+        models = {"averaged": default_pretrained(ch), "firm": default_pretrained(ch, target_alpha=0.5)}
+        served[name] = {default_pretrained_name(ch), default_pretrained_name(ch, target_alpha=0.5)}
         for lv in levels:
             sig = lv / 255
-            # The default model for this level (deblur()'s choice), and the averaged model inside it.
-            model_name = default_pretrained_name(ch, sig)
-            model = default_pretrained(ch, sigma=sig)
-            per_channel = isinstance(model, ChannelwiseDenoiser)
-            inner = model.denoiser if per_channel else model
-            served.setdefault(name, set()).add(model_name + (" (channel by channel)" if per_channel else ""))
-            acc = {k: [] for k in ("averaged", "1-Lipschitz", "TV", "baseline")}
+            acc = {k: [] for k in ("averaged", "firm", "TV", "baseline")}
             for i, img in enumerate(tqdm(folder.images, desc=f"{name} sigma {lv:g}")):
                 truth = _as_float(img)
                 y = _noisy(truth, sig, 1000 * int(lv) + i)
                 yt = _torch_batch(y)
                 with torch.no_grad():
-                    # N(y) once: the averaged output is (1 - theta) y + theta N(y).
-                    flat = yt.reshape(-1, 1, *yt.shape[-2:]) if per_channel else yt
-                    n = inner.net(flat).reshape(yt.shape)
-                    theta = inner.theta_for(sig)
-                    avg = (1 - theta) * yt + theta * n
-                acc["averaged"].append(_metrics(_numpy(avg), truth))
-                acc["1-Lipschitz"].append(_metrics(_numpy(n), truth))
+                    for key, model in models.items():
+                        acc[key].append(_metrics(_numpy(model(yt, sig)), truth))
                 acc["TV"].append(_metrics(denoise_tv_chambolle(y, weight=tv_w[lv], channel_axis=-1 if ch == 3 else None), truth))
                 # A gray baseline is compared on gray sets only: run per channel it would not be matched.
                 if baseline is not None and baseline.config["channels"] == ch:
                     with torch.no_grad():
                         acc["baseline"].append(_metrics(_numpy(baseline(yt, sig)), truth))
             results[(name, lv)] = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s for _, s in v]))) for k, v in acc.items() if v}
-            results[(name, lv)]["theta"] = theta
-            results[(name, lv)]["model"] = model_name
+            results[(name, lv)]["models"] = sorted(served[name])
             print(name, lv, results[(name, lv)], flush=True)
     shipped = ", ".join(f"{n} ({i.steps} steps, certified alpha {i.alpha:.4f})" for n, i in info.items())
     lines = [
         f"`python benchmarks/quality_denoise.py --data DATA/test --train DATA/train/bsd400 --sets {args.sets} --levels {args.levels}"
         f"{f' --limit {args.limit}' if args.limit else ''}{' --baseline FILE' if baseline is not None else ''}` "
         f"({time.time() - t0:.0f} s). Shipped: {shipped}. {_baseline_sentence(baseline, rec_steps)}"
-        "PSNR (dB) / SSIM, noise seeded per image, outputs clipped to [0, 1]. 'averaged' is the shipped certified model "
-        "with its calibrated relaxation theta(sigma) (what PnP calls); '1-Lipschitz' is its network alone. Each level uses "
-        "the default model for it (deblur()'s choice): "
+        "PSNR (dB) / SSIM, noise seeded per image, outputs clipped to [0, 1]. 'averaged' is PnP-FBS's default model, "
+        "'firmly non-expansive' PnP-ADMM's, each called as the solvers call it (denoiser(y, sigma)); one noise-conditioned "
+        "model of each kind serves every level: "
         + "; ".join(f"{s}: {', '.join(sorted(m))}" for s, m in served.items())
         + ". TV weights tuned on 12 held-out BSD400 training "
         f"images: {', '.join(f'{lv:g}: {w:g}' for lv, w in tv_w.items())}. Literature rows are copied from REFERENCE.md. "
@@ -202,8 +196,9 @@ def main() -> None:
         "| set | method | " + " | ".join(f"sigma {lv:g}" for lv in levels) + " |",
         "|---|---|" + "---|" * len(levels),
     ]
-    labels = {"averaged": "ours, certified averaged (theta(sigma))", "1-Lipschitz": "ours, certified 1-Lipschitz (theta = 1)",
-              "baseline": "matched unconstrained baseline" + (f" (DnCNN, trained at {255 * baseline_sigma:.3g}/255 only)" if baseline_sigma else ""),
+    labels = {"averaged": "ours, certified averaged (PnP-FBS's)", "firm": "ours, certified firmly non-expansive (PnP-ADMM's)",
+              "baseline": "matched unconstrained baseline" + (f" (DnCNN, trained at {255 * baseline_sigma:.3g}/255 only)"
+                                                             if baseline_sigma and not baseline_range else " (DnCNN)"),
               "TV": "TV (scikit-image, tuned)"}
     for name in args.sets.split(","):
         for key, label in labels.items():

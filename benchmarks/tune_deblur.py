@@ -8,7 +8,7 @@ kernels and centre crops (or, ``--crop 0``, the whole images) of the 12 BSD400 i
 from training (never a test set); the best point per solver is what :mod:`pnp_stable.defaults`
 ships.
 
-Writes the "tuning" (gray) or "tuning-colour" (``--channels 3``) section of
+Writes the "tuning-cond-gray" or "tuning-cond-colour" (``--channels 3``) section of
 benchmarks/RESULTS.md (every grid point and its score), or the one named by ``--section``.
 
 Usage::
@@ -43,7 +43,7 @@ from operators._io import write_atomic  # noqa: E402
 from operators.noise import Gaussian  # noqa: E402
 from pnp_stable import deblur  # noqa: E402
 from pnp_stable.allocator import retain_freed_memory  # noqa: E402
-from pnp_stable.defaults import SolverDefaults, capped_strength  # noqa: E402
+from pnp_stable.defaults import SolverDefaults  # noqa: E402
 
 NOISES_255 = (2.55, 7.65, 12.75)
 
@@ -63,16 +63,10 @@ def grids(args) -> dict[str, list[dict]]:
     [{'strength': 0.7, 'step_factor': 1.9}, {'strength': 1.0, 'step_factor': 1.9}]
     >>> g["pnp-admm"]
     [{'strength': 3.0, 'step_scale': 0.15}]
-    >>> grids(Namespace(fbs_strengths="", fbs_factors="", admm_strengths="4", admm_steps="", admm_step_scales="0.2",
-    ...                 keep_first_model=True))["pnp-admm"]
-    [{'strength': 4.0, 'step_scale': 0.2, 'keep_first_model': True}]
     """
     scales = _floats(args.admm_step_scales) if args.admm_step_scales else []
     admm = ([dict(strength=c, step=t) for c, t in itertools.product(_floats(args.admm_strengths), _floats(args.admm_steps))]
             + [dict(strength=c, step_scale=k) for c, k in itertools.product(_floats(args.admm_strengths), scales)])
-    if getattr(args, "keep_first_model", False):
-        # Only ADMM relaxes the denoiser below its own certificate, so only its strength can be capped.
-        admm = [dict(p, keep_first_model=True) for p in admm]
     return {
         "pnp-fbs": [dict(strength=c, step_factor=f) for c, f in itertools.product(_floats(args.fbs_strengths), _floats(args.fbs_factors))],
         "pnp-admm": admm,
@@ -123,17 +117,16 @@ def held_out_full(folder: str, n: int, val_split: int = 12, channels: int = 1) -
 
 
 def point_key(row: dict) -> tuple:
-    """What identifies a grid point: the solver and its knobs (strength, step, and whether the
-    strength is kept on the first model).
+    """What identifies a grid point: the solver and its knobs (strength and step).
 
     Examples
     --------
     >>> point_key({"solver": "pnp-fbs", "strength": 0.7, "step_factor": 1.9, "mean_psnr": 25.0})
     ('pnp-fbs', ('step_factor', 1.9), ('strength', 0.7))
-    >>> point_key({"solver": "pnp-admm", "strength": 4.0, "step_scale": 0.2, "keep_first_model": True})
-    ('pnp-admm', ('keep_first_model', True), ('step_scale', 0.2), ('strength', 4.0))
+    >>> point_key({"solver": "pnp-admm", "strength": 4.0, "step_scale": 0.2})
+    ('pnp-admm', ('step_scale', 0.2), ('strength', 4.0))
     """
-    knobs = ("strength", "step_factor", "step", "step_scale", "keep_first_model")
+    knobs = ("strength", "step_factor", "step", "step_scale")
     return (row["solver"], *sorted((k, row[k]) for k in knobs if k in row))
 
 
@@ -171,19 +164,24 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def model_chain(channels: int) -> str:
-    """The shipped models deblur() picks from for ``channels`` (name, switch level, file digest):
-    part of what a tuning row's score depends on, so rows scored with another chain (a model
-    added, re-exported or switched elsewhere) are not resumed or merged.
+    """The shipped models deblur() uses for ``channels`` (the averaged one for PnP-FBS, the firmly
+    non-expansive one for PnP-ADMM), each named with the digest of its weights: part of what a
+    tuning row's score depends on, so rows scored with other weights are not resumed or merged.
+    (The weights' digest, not the file's: a re-export that only edits the training record leaves
+    every score as it was.)
 
     Examples
     --------
-    >>> model_chain(1).split(",")[0].startswith("gray-averaged-s25<=32.5/255:")
+    >>> model_chain(1).split(",")[0].startswith("gray-averaged:")
     True
     """
-    from denoisers.pretrained import _DEFAULT, pretrained_path
+    import torch
 
-    return ",".join(f"{name}{'' if up_to is None else f'<={up_to * 255:g}/255'}:{file_digest(pretrained_path(name), 12)}"
-                    for name, up_to in _DEFAULT[channels])
+    from denoisers.pretrained import default_pretrained_name, pretrained_path
+
+    names = (default_pretrained_name(channels), default_pretrained_name(channels, target_alpha=0.5))
+    return ",".join(f"{name}:{torch.load(pretrained_path(name), map_location='cpu', weights_only=True)['sha256'][:12]}"
+                    for name in names)
 
 
 def same_problems(recorded: dict | None, current: dict) -> bool:
@@ -269,7 +267,7 @@ def _quoted(arg: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="training folder (BSD400 or CBSD432); its last 12 images are the held-out ones")
-    ap.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1: gray defaults (section 'tuning'); 3: colour ('tuning-colour')")
+    ap.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1: gray defaults (section 'tuning-cond-gray'); 3: colour ('tuning-cond-colour')")
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--crop", type=int, default=96, help="centre crop side; 0: the whole images")
     ap.add_argument("--kernels", default="1,6")
@@ -280,10 +278,7 @@ def main() -> None:
     ap.add_argument("--admm-strengths", default="2,3,4")
     ap.add_argument("--admm-steps", default="2,5")
     ap.add_argument("--admm-step-scales", default="", help="also try tau = scale / noise (comma separated scales)")
-    ap.add_argument("--keep-first-model", action="store_true",
-                    help="PnP-ADMM points lower their strength to what the first shipped model delivers at the "
-                    "alpha = 1/2 cap (pnp_stable.defaults.capped_strength), keeping that model")
-    ap.add_argument("--section", default=None, help="RESULTS.md section to write (default: 'tuning' or 'tuning-colour')")
+    ap.add_argument("--section", default=None, help="RESULTS.md section to write (default: 'tuning-cond-gray' or 'tuning-cond-colour')")
     ap.add_argument("--previous", action="append", default=[],
                     help="JSON of an earlier round on the same problems: its rows join the table and the choice")
     ap.add_argument("--json", default=None, help="record (rewritten after every grid point); a rerun on the same "
@@ -314,14 +309,12 @@ def main() -> None:
                 continue
             scores, its = [], []
             for k, s, ys in problems:
-                opts = {key: v for key, v in point.items() if key not in ("strength", "step_scale", "keep_first_model")}
+                opts = {key: v for key, v in point.items() if key not in ("strength", "step_scale")}
                 if "step_scale" in point:
                     # The rule deblur() applies, clip included: tune what ships.
                     opts["step"] = SolverDefaults(step_scale=point["step_scale"]).step_for(s / 255)
                 values, iterations = [], []
                 sigma = point["strength"] * s / 255
-                if point.get("keep_first_model"):
-                    sigma = capped_strength(sigma, solver, args.channels)
                 for truth, y in zip(batches, ys):
                     r = deblur(y, f"levin:{k}", s / 255, solver=solver, boundary="circular", sigma=sigma,
                                max_iter=args.max_iter, progress=False, **opts)
@@ -352,10 +345,8 @@ def main() -> None:
         f"{'BSD400 gray' if args.channels == 1 else 'CBSD432 colour'} images held out from training, Levin kernels {args.kernels}, noise "
         f"{', '.join(f'{s:g}' for s in NOISES_255)} /255, circular boundary, at most {args.max_iter} iterations. "
         "Default (bold): the best mean PSNR. "
-        "Models: the shipped certified models deblur() picks for each strength (final weights). PnP-ADMM's denoiser "
-        "is relaxed to alpha = 1/2 (firmly non-expansive), which caps its strength: equal columns are that cap. "
-        "A strength marked 'kept' is lowered to what the first model delivers at that cap, so that model runs "
-        "where the strength would otherwise switch to the next (pnp_stable.defaults.capped_strength). "
+        "Models: the shipped noise-conditioned models deblur() uses (PnP-FBS: the averaged one; PnP-ADMM: the one "
+        f"trained firmly non-expansive), {model_chain(args.channels)}. "
         f"Mean PSNR (dB) over all problems. Machine: {machine()}. Rounds (each row's round is its number in the table): "
         + "; ".join(f"{i}. `{c} --data DATA`" for i, c in enumerate(rounds, 1)) + ".",
         "",
@@ -367,10 +358,9 @@ def main() -> None:
                 f"tau = {r['step_scale']:g} / noise" if "step_scale" in r else f"tau = {r['step']:g}")
         mark = " **(default)**" if r is best[r["solver"]] else ""
         pn = r["per_noise"]
-        kept = " (kept)" if r.get("keep_first_model") else ""
-        lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g}{kept} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
+        lines.append(f"| {rounds.index(r['command']) + 1} | {r['solver']}{mark} | {r['strength']:g} | {step} | {pn[2.55]:.2f} | {pn[7.65]:.2f} | {pn[12.75]:.2f} | "
                      f"{r['mean_psnr']:.2f} | {r['mean_iterations']:.0f} |")
-    section = args.section or ("tuning" if args.channels == 1 else "tuning-colour")
+    section = args.section or ("tuning-cond-gray" if args.channels == 1 else "tuning-cond-colour")
     title = (f"{', '.join(sorted(best))}; {'gray' if args.channels == 1 else 'colour'} training images, "
              + (f"{args.images} crops of {args.crop}x{args.crop}" if args.crop > 0 else f"{args.images} whole images"))
     gains = {s: per_level_gain([r for r in rows if r["solver"] == s], b) for s, b in best.items()}

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activations import get_activation
+from .activations import build_activation
 from .integrators import get_integrator
 from .spectral import ConvNormBound, certified_conv_norm, power_estimate, symbol_power_step
 
@@ -99,7 +99,8 @@ class GradientFlowBlock(nn.Module):
     kernel_size : int
         Odd size of the convolution ``A`` (zero padding).
     activation : str
-        Name in :data:`denoisers.activations.ACTIVATIONS`.
+        Name in :data:`denoisers.activations.ACTIVATIONS`, or ``"spline"`` / ``"spline:K"``:
+        a learnable monotone spline per hidden channel with slopes in [0, 1] by construction.
     integrator : str
         ``"euler"``, ``"heun"`` or ``"rk4"``.
     time : float
@@ -146,10 +147,10 @@ class GradientFlowBlock(nn.Module):
             raise ValueError(f"time must be positive and finite; got {time!r}")
         if max_substeps is not None and int(max_substeps) < 1:
             raise ValueError(f"max_substeps must be a positive integer or None; got {max_substeps!r}")
-        self.act = get_activation(activation)
+        self.hidden = int(hidden or channels)
+        self.act = build_activation(activation, self.hidden)
         self.integrator = get_integrator(integrator)
         self.channels = int(channels)
-        self.hidden = int(hidden or channels)
         self.time = float(time)
         self.margin = float(margin)
         self.max_substeps = None if max_substeps is None else int(max_substeps)

@@ -55,6 +55,8 @@ class PretrainedInfo:
         ``training_minutes`` count the fine-tuning only, ``total_steps`` both.
     total_steps : int
         Training steps including those of the models it was fine-tuned from.
+    training_devices : tuple of str
+        Where its own training steps ran (``"cpu"``, ``"cuda"``).
     """
 
     name: str
@@ -70,10 +72,32 @@ class PretrainedInfo:
     description: str
     init: str | None = None
     total_steps: int = 0
+    training_devices: tuple[str, ...] = ("cpu",)
 
 
 #: Shipped models: name -> (file in ``shipped/``, one-line description).
 _SHIPPED: dict[str, tuple[str, str]] = {
+    "gray-averaged": (
+        "gray-averaged.pt",
+        "gray, noise-conditioned: one model for every level 0-50/255 (BSD400 minus 12 held-out images); "
+        "certified averaged, for PnP-FBS",
+    ),
+    "gray-firm": (
+        "gray-firm.pt",
+        "gray, noise-conditioned (0-50/255), trained end to end as D = (I + N) / 2: certified firmly "
+        "non-expansive (alpha <= 1/2) at full strength, for PnP-ADMM",
+    ),
+    "colour-averaged": (
+        "colour-averaged.pt",
+        "colour, noise-conditioned: one model for every level 0-50/255 (CBSD432 minus 12 held-out images); "
+        "certified averaged, for PnP-FBS",
+    ),
+    "colour-firm": (
+        "colour-firm.pt",
+        "colour, noise-conditioned (0-50/255), trained end to end as D = (I + N) / 2: certified firmly "
+        "non-expansive (alpha <= 1/2) at full strength, for PnP-ADMM",
+    ),
+    # The per-level models that preceded them (kept loadable by name; no default uses them).
     "gray-averaged-s25": (
         "gray-averaged-s25.pt",
         "gray, trained at noise 25/255 on BSD400 (minus 12 held-out images); theta(sigma) calibrated for lower levels",
@@ -95,16 +119,15 @@ _SHIPPED: dict[str, tuple[str, str]] = {
     ),
 }
 
-#: The models behind ``denoiser="default"`` for each number of channels: ``(name, up_to)`` pairs
-#: by increasing training noise level.  A strength ``sigma`` goes to the first model whose
-#: ``up_to`` is at least ``sigma`` (``None``: no limit).  Each model's calibrated relaxation
-#: ``theta(sigma)`` covers the levels below its training level; the switch levels are where the
-#: next model starts to denoise better, measured on the 12 held-out training images of each set
-#: (mean PSNR; ``benchmarks/switch_levels.py`` writes the record, benchmarks/runs/switch-*.json,
-#: and a test holds this table to it): gray 25 -> 50 at 32.5/255, colour 25 -> 50 at 34/255.
-_DEFAULT: dict[int, tuple[tuple[str, float | None], ...]] = {
-    1: (("gray-averaged-s25", 32.5 / 255), ("gray-averaged-s50", None)),
-    3: (("colour-averaged-s25", 34 / 255), ("colour-averaged-s50", None)),
+#: The model behind ``denoiser="default"``: by image channels, and by whether the solver needs
+#: a firmly non-expansive denoiser (alpha <= 1/2, PnP-ADMM) or an averaged one (PnP-FBS).  Each
+#: is noise-conditioned, so one model serves every strength from 0 to 50/255 (above, it acts
+#: as at 50/255); training/README.md has the learning curves that chose them.
+_DEFAULT_MODELS: dict[tuple[int, bool], str] = {
+    (1, False): "gray-averaged",
+    (1, True): "gray-firm",
+    (3, False): "colour-averaged",
+    (3, True): "colour-firm",
 }
 
 
@@ -129,7 +152,7 @@ def pretrained_path(name: str) -> Path:
     >>> pretrained_path("unet")
     Traceback (most recent call last):
     ...
-    ValueError: no shipped model named 'unet'; available: colour-averaged-s25, colour-averaged-s50, gray-averaged-s25, gray-averaged-s50
+    ValueError: no shipped model named 'unet'; available: colour-averaged, colour-averaged-s25, colour-averaged-s50, colour-firm, gray-averaged, gray-averaged-s25, gray-averaged-s50, gray-firm
     """
     if name not in _SHIPPED:
         raise ValueError(f"no shipped model named {name!r}; available: {', '.join(sorted(_SHIPPED))}")
@@ -158,6 +181,7 @@ def _info(name: str) -> PretrainedInfo:
         steps=int(meta.get("steps_done", 0)), training_minutes=float(meta.get("training_wall_time_s", 0.0)) / 60,
         validation_psnr=val.get("val_psnr"), strength_calibrated="strength" in cfg, description=_SHIPPED[name][1],
         init=init["source"] if init else None, total_steps=total,
+        training_devices=tuple(meta.get("training_devices", ("cpu",))),
     )
 
 
@@ -297,61 +321,47 @@ def strength_ceiling(name: str, target_alpha: float | None = None) -> float | No
     return level
 
 
-def default_pretrained_name(channels: int = 1, sigma: float | None = None) -> str:
-    """Name of the shipped model that serves ``channels``-channel images at strength ``sigma`` by default.
+def default_pretrained_name(channels: int = 1, target_alpha: float | None = None) -> str:
+    """Name of the shipped model that serves ``channels``-channel images by default.
 
     Parameters
     ----------
     channels : int
         1 (gray) or 3 (colour).
-    sigma : float, optional
-        Denoiser strength (noise level on the [0, 1] scale) the model will be called with.  It
-        goes to the model that denoises best at that level on held-out training images (the
-        sigma-25 models up to their measured switch level, then the sigma-50 model); ``None``
-        picks the first (the one the ``deblur()`` defaults were tuned with).
+    target_alpha : float, optional
+        The averagedness the solver needs.  At or below 1/2 (PnP-ADMM) the firmly non-expansive
+        model, trained at that averagedness, serves; otherwise (PnP-FBS, or ``None``) the
+        averaged model.  Every default model is noise-conditioned: the same model serves every
+        strength.
 
     Examples
     --------
-    >>> default_pretrained_name(1)
-    'gray-averaged-s25'
-    >>> default_pretrained_name(1, sigma=10 / 255)
-    'gray-averaged-s25'
-    >>> default_pretrained_name(1, sigma=50 / 255)
-    'gray-averaged-s50'
-    >>> default_pretrained_name(3, sigma=20 / 255), default_pretrained_name(3, sigma=40 / 255)
-    ('colour-averaged-s25', 'colour-averaged-s50')
+    >>> default_pretrained_name(1), default_pretrained_name(1, target_alpha=0.5)
+    ('gray-averaged', 'gray-firm')
+    >>> default_pretrained_name(3, target_alpha=0.5)
+    'colour-firm'
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3; got {channels}")
-    choices = _DEFAULT[channels]
-    if sigma is None:
-        return choices[0][0]
-    try:
-        level = float(sigma)
-    except (TypeError, ValueError):
-        raise TypeError(f"sigma must be a number (noise level on the [0, 1] scale); got {type(sigma).__name__}") from None
-    if not np.isfinite(level) or level < 0:
-        raise ValueError(f"sigma must be a finite non-negative noise level; got {sigma!r}")
-    for name, up_to in choices:
-        # A hair of slack: a switch level computed two ways must pick the same model.
-        if up_to is None or level <= up_to * (1 + 1e-6):
-            return name
-    return choices[-1][0]
+    if target_alpha is not None and not 0 < target_alpha < 1:
+        raise ValueError(f"target_alpha must lie in (0, 1); got {target_alpha!r}")
+    return _DEFAULT_MODELS[channels, target_alpha is not None and target_alpha <= 0.5]
 
 
-def default_pretrained(channels: int = 1, *, sigma: float | None = None, target_alpha: float | None = None,
+def default_pretrained(channels: int = 1, *, target_alpha: float | None = None,
                        dtype: torch.dtype = torch.float32, device=None):
-    """The default certified denoiser for ``channels``-channel images at strength ``sigma``.
+    """The default certified denoiser for ``channels``-channel images and a solver's condition.
 
-    See :func:`default_pretrained_name` for the choice.  Colour images served by a gray model get
-    it on each channel (:class:`denoisers.channelwise.ChannelwiseDenoiser`, same certificate).
+    See :func:`default_pretrained_name` for the choice; ``target_alpha`` is also enforced on
+    the model (relaxing it further if it were needed: the firmly non-expansive models meet 1/2
+    as trained).
 
     Examples
     --------
     >>> import torch
-    >>> d = default_pretrained(3)
-    >>> d(torch.rand(1, 3, 16, 16), 0.05).shape
-    torch.Size([1, 3, 16, 16])
+    >>> d = default_pretrained(3, target_alpha=0.5)
+    >>> d.certified_alpha() <= 0.5, d(torch.rand(1, 3, 16, 16), 0.05).shape
+    (True, torch.Size([1, 3, 16, 16]))
     """
-    name = default_pretrained_name(channels, sigma)
+    name = default_pretrained_name(channels, target_alpha)
     return load_pretrained(name, channels=channels, target_alpha=target_alpha, dtype=dtype, device=device)

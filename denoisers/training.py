@@ -123,6 +123,7 @@ def validation_psnr(model: torch.nn.Module, images: list[np.ndarray], sigma: flo
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
+    device, dtype = _model_placement(model)
     g = torch.Generator().manual_seed(seed)
     psnrs = []
     with torch.no_grad():
@@ -131,12 +132,20 @@ def validation_psnr(model: torch.nn.Module, images: list[np.ndarray], sigma: flo
                 r0, c0 = max(0, (img.shape[0] - crop) // 2), max(0, (img.shape[1] - crop) // 2)
                 img = img[r0 : r0 + crop, c0 : c0 + crop]
             x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
-            y = x + sigma * torch.randn(x.shape, generator=g)
-            mse = float(((model(y, sigma).clamp(0, 1) - x) ** 2).mean())
+            # The noise is drawn on the CPU, so every device validates on the same noisy images.
+            y = (x + sigma * torch.randn(x.shape, generator=g)).to(device, dtype)
+            mse = float(((model(y, sigma).clamp(0, 1) - x.to(device, dtype)) ** 2).mean())
             psnrs.append(10 * math.log10(1 / max(mse, 1e-20)))
     if was_training and hasattr(model, "train"):
         model.train()
     return float(np.mean(psnrs))
+
+
+def _model_placement(model) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of ``model``'s parameters (CPU float32 for a parameter-free callable)."""
+    params = getattr(model, "parameters", None)
+    first = next((p for p in params() if p.is_floating_point()), None) if callable(params) else None
+    return (first.device, first.dtype) if first is not None else (torch.device("cpu"), torch.float32)
 
 
 def _initial_parameters(model: torch.nn.Module, source: str) -> dict:
@@ -154,8 +163,9 @@ def _initial_parameters(model: torch.nn.Module, source: str) -> dict:
     src, rec = load_weights(path, return_record=True)
     mine, theirs = model.state_dict(), src.state_dict()
     # A noise-conditioned run may start from an unconditioned model: its bias table starts at
-    # zero, so it begins as exactly that model.
-    added = {k for k in mine.keys() - theirs.keys() if ".conditioning." in f".{k}"}
+    # zero, so it begins as exactly that model.  A spline run may start from a LeakyReLU model:
+    # its splines start close to LeakyReLU (denoisers.activations.MonotoneSpline).
+    added = {k for k in mine.keys() - theirs.keys() if ".conditioning." in f".{k}" or k.endswith(".act.raw_slopes")}
     theirs = {**theirs, **{k: mine[k] for k in added}}
     if mine.keys() != theirs.keys():
         raise ValueError(f"init {source!r} is a different architecture: parameters {sorted(set(theirs) ^ set(mine))[:6]} "
@@ -175,7 +185,8 @@ def _cosine(total: int):
     return lambda s: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
 
 
-def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = None, progress: bool = True) -> TrainResult:
+def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = None, progress: bool = True,
+          device: str | torch.device | None = None) -> TrainResult:
     """Train (or continue training) the model described by ``cfg``.
 
     Parameters
@@ -187,6 +198,12 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
         Stop cleanly, with a checkpoint, after this much wall time in this call.
     progress : bool
         Show a tqdm bar (loss, PSNR, patches/s).
+    device : str or torch.device, optional
+        Where to train (default: the CPU), e.g. ``"cuda"``.  Like ``max_minutes`` it is not part
+        of the configuration: a run may continue on another device.  Batches are drawn on the
+        CPU, so they are the same everywhere; each log line records the device of its step.
+        torch's own precision defaults apply (cuDNN may use TF32 convolutions on a GPU); the
+        certificate does not depend on them: it is computed from the weights in float64.
 
     Returns
     -------
@@ -205,6 +222,24 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
     >>> r.finished, r.step
     (True, 4)
     """
+    device = _check_device(device)
+    return _train(cfg, resume=resume, max_minutes=max_minutes, progress=progress, device=device)
+
+
+def _check_device(device) -> torch.device:
+    """The torch device asked for, or a clear error when it is unknown or not present here."""
+    try:
+        dev = torch.device(device if device is not None else "cpu")
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda'; got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} was asked for, but this machine has no CUDA GPU that torch can use; train on 'cpu'")
+    if dev.type not in ("cpu", "cuda") and not getattr(torch, dev.type, None):
+        raise ValueError(f"device {str(dev)!r} is not available in this torch build")
+    return dev
+
+
+def _train(cfg: TrainConfig, *, resume: bool, max_minutes: float | None, progress: bool, device: torch.device) -> TrainResult:
     from tqdm.auto import tqdm
 
     out = Path(cfg.out_dir)
@@ -216,6 +251,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
     with torch.random.fork_rng(devices=[]):  # seeded initialisation, caller's RNG untouched
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, channels=cfg.channels, **cfg.model_kwargs)
+    # Moved before the optimiser sees it: a resumed optimiser state is cast to its parameters' device.
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg.steps))
     step, wall, log = 0, 0.0, []
@@ -259,7 +296,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
     finished = step >= cfg.steps
     while step < cfg.steps:
         t0 = time.perf_counter()
-        clean, noisy, sigma = sampler.batch(step)
+        clean, noisy, sigma = (t.to(device, non_blocking=True) for t in sampler.batch(step))
         loss = torch.mean((model(noisy, sigma) - clean) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -270,7 +307,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
         wall += dt
         loss_val = loss.item()
         entry = {"step": step, "loss": loss_val, "psnr": 10 * math.log10(1 / max(loss_val, 1e-20)),
-                 "lr": opt.param_groups[0]["lr"], "patches_per_s": cfg.batch_size / dt, "wall_time": wall}
+                 "lr": opt.param_groups[0]["lr"], "patches_per_s": cfg.batch_size / dt, "wall_time": wall,
+                 "device": device.type}
         if step % cfg.val_every == 0 or step == cfg.steps:
             last_val = validation_psnr(model, val_set.images, val_sigma, crop=cfg.val_crop)
             entry["val_psnr"] = last_val
@@ -329,14 +367,17 @@ def export_run(run_dir: str | os.PathLike, path: str | os.PathLike, *, overwrite
         model.strength = calibrate_strength(model, val.images, strength_sigmas, progress=progress)
         calibration = {"images": [str(f) for f in val.files], "sigmas": model.strength[0], "thetas": model.strength[1]}
     log_path = run / "log.jsonl"
-    vals = []
+    entries = []
     if log_path.exists():
-        vals = [e for e in map(json.loads, log_path.read_text().splitlines()) if "val_psnr" in e and e["step"] <= ck["step"]]
+        entries = [e for e in map(json.loads, log_path.read_text().splitlines()) if e["step"] <= ck["step"]]
+    vals = [e for e in entries if "val_psnr" in e]
     meta = {
         "training_config": cfg,
         "steps_done": int(ck["step"]),
         "steps_planned": int(cfg["steps"]),
         "training_wall_time_s": float(ck["wall_time"]),
+        # Where the steps ran (lines written before devices were logged ran on the CPU).
+        "training_devices": sorted({e.get("device", "cpu") for e in entries}),
         "last_validation": vals[-1] if vals else None,
         "sigma": cfg["sigma"],
         "sigma_max": cfg["sigma_max"],

@@ -39,12 +39,13 @@ class Reconstruction:
     report: ConvergenceReport
 
 
-def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None, sigma: float | None = None):
+def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None):
     """A denoiser callable from a callable, a weights file path, a shipped model name, or ``"default"``.
 
-    ``"default"`` is the shipped certified model for ``channels`` and the strength ``sigma`` it
-    will be called with (see :func:`denoisers.pretrained.default_pretrained_name`), relaxed to
-    the averagedness the ``solver``'s guarantee needs (e.g. firmly non-expansive for PnP-ADMM).
+    ``"default"`` is the shipped certified model for ``channels`` and the averagedness the
+    ``solver``'s guarantee needs (see :func:`denoisers.pretrained.default_pretrained_name`): the
+    firmly non-expansive model for PnP-ADMM, the averaged one for PnP-FBS.  A shipped model
+    named explicitly is relaxed to that averagedness if it does not meet it.
 
     Examples
     --------
@@ -62,7 +63,7 @@ def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None, 
 
         target = solver_info(solver).denoiser_alpha if solver is not None else None
         if denoiser == "default":
-            return default_pretrained(channels, sigma=sigma, target_alpha=target)
+            return default_pretrained(channels, target_alpha=target)
         if denoiser not in pretrained_names():
             raise FileNotFoundError(f"{denoiser!r} is neither a weights file nor a shipped model "
                                     f"(shipped: {', '.join(pretrained_names())}; see pnp-stable models)")
@@ -137,7 +138,7 @@ def plan_run(denoiser="default", solver: str = DEFAULT_SOLVER, *, noise_level: f
     get_solver(solver)  # an unknown name fails before any model is loaded
     options = dict(solver_options)
     sigma = _strength_and_step(denoiser, solver, noise_level, sigma, options, channels=channels)
-    den = resolve_denoiser(denoiser, channels=channels, solver=solver, sigma=sigma)
+    den = resolve_denoiser(denoiser, channels=channels, solver=solver)
     return RunPlan(solver, den, sigma, options)
 
 

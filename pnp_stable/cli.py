@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--noise-knots", default=None, metavar="LEVELS",
                     help="condition the blocks' biases on the noise level, learned at these levels, comma separated "
                          "(e.g. 0,10/255,25/255,50/255); the certificate does not depend on them")
+    tr.add_argument("--theta", type=float, default=None,
+                    help="averaged models: train D = (1 - theta) I + theta N end to end (e.g. 0.5, so that D is "
+                         "firmly non-expansive for PnP-ADMM); default: the network alone")
     tr.add_argument("--patch", type=int, default=48)
     tr.add_argument("--batch-size", type=int, default=32)
     tr.add_argument("--steps", type=int, default=2000)
@@ -74,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", default=None, metavar="WEIGHTS",
                     help="start from this weights file or shipped model (fine-tuning; same architecture)")
     tr.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
+    tr.add_argument("--device", default=None, help="train on this torch device, e.g. cuda (default: cpu); "
+                    "not part of the run's configuration, so a run may resume elsewhere")
     tr.add_argument("--no-progress", action="store_true")
     ex = sub.add_parser("export", help="write a run folder's model as a weights file with its training record")
     ex.add_argument("run", help="run folder of pnp-stable train")
@@ -218,10 +223,12 @@ def _run_models(args: argparse.Namespace) -> int:
         level = f"{sig[0] * 255:g}-{sig[1] * 255:g}/255" if isinstance(sig, tuple) else f"{sig * 255:g}/255"
         val = f"{info.validation_psnr:.2f} dB" if info.validation_psnr is not None else "-"
         print(f"{name}: {'gray' if info.channels == 1 else 'colour'}, trained at noise {level}")
-        print(f"    certified: alpha = {info.alpha:.6f} (averaged), Lipschitz <= {info.lipschitz_bound:.6f}  "
+        kind = "firmly non-expansive" if info.alpha <= 0.5 else "averaged"
+        print(f"    certified: alpha = {info.alpha:.6f} ({kind}), Lipschitz <= {info.lipschitz_bound:.6f}  "
               f"[float64 upper bounds, re-derived from the weights when loaded]")
         tuned = f" (fine-tuned from {info.init}; {info.total_steps} steps in all)" if info.init else ""
-        print(f"    training: {info.steps} steps, {info.training_minutes:.0f} min{tuned}; validation PSNR {val} (held-out training images)")
+        where = " on a GPU" if "cuda" in info.training_devices else ""
+        print(f"    training: {info.steps} steps, {info.training_minutes:.0f} min{where}{tuned}; validation PSNR {val} (held-out training images)")
         print(f"    {info.description}")
     return 0
 
@@ -266,13 +273,17 @@ def _run_train(args: argparse.Namespace) -> int:
                 model_kwargs["noise_knots"] = [_level(v) for v in args.noise_knots.split(",")]
             except argparse.ArgumentTypeError as exc:
                 raise ValueError(f"--noise-knots: {exc}") from None
+    if args.theta is not None:
+        if args.model != "averaged":
+            raise ValueError(f"--theta relaxes an averaged model; got --model {args.model}")
+        model_kwargs["theta"] = args.theta
     cfg = TrainConfig(
         train_dir=args.train_dir, out_dir=args.out, channels=args.channels, model=args.model, model_kwargs=model_kwargs,
         sigma=args.sigma, sigma_max=args.sigma_max, patch=args.patch, batch_size=args.batch_size, steps=args.steps,
         lr=args.lr, seed=args.seed, val_dir=args.val_dir, val_split=args.val_split, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, threads=args.threads, init=args.init,
     )
-    r = train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress)
+    r = train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress, device=args.device)
     state = "finished" if r.finished else "stopped (run the same command to resume)"
     val = f", validation PSNR {r.last_val_psnr:.2f} dB" if r.last_val_psnr is not None else ""
     print(f"{state} at step {r.step}, {r.wall_time / 60:.1f} min of training{val}; run folder {r.out_dir}")

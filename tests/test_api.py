@@ -8,6 +8,7 @@ import torch
 
 from operators import Blur
 from pnp_stable import deblur, reconstruct, register_solver
+from pnp_stable.defaults import defaults_for
 from tests.test_solvers import Smoother
 
 
@@ -201,12 +202,13 @@ def test_defaults_for_colour_falls_back_to_gray_and_checks_channels(monkeypatch)
         defaults_mod.defaults_for("pnp-fbs", 2)
 
 
-@pytest.mark.parametrize("sigma", [10 / 255, 40 / 255])
-def test_deblur_default_model_follows_the_strength(small_camera, monkeypatch, sigma):
-    # deblur() must pick the shipped model for the strength the solver calls it with, as
-    # reconstruct() does: the model chosen at sigma is the one default_pretrained_name names.
+@pytest.mark.parametrize("solver, name", [("pnp-admm", "gray-firm"), ("pnp-fbs", "gray-averaged")])
+@pytest.mark.parametrize("sigma", [2 / 255, 40 / 255])
+def test_deblur_default_model_is_the_one_trained_for_the_solvers_condition(small_camera, monkeypatch, solver, name, sigma):
+    # One noise-conditioned model per solver condition serves every strength: no switch, no cap.
     from denoisers import default_pretrained_name
     from denoisers import pretrained as pretrained_mod
+    from pnp_stable.registry import solver_info
 
     asked = []
     real = pretrained_mod.load_pretrained
@@ -217,8 +219,9 @@ def test_deblur_default_model_follows_the_strength(small_camera, monkeypatch, si
 
     monkeypatch.setattr(pretrained_mod, "load_pretrained", spy)
     y = _blurred(small_camera, "box:3", 0.02)
-    deblur(y, "box:3", 0.02, sigma=sigma, max_iter=2, progress=False)
-    assert asked == [default_pretrained_name(1, sigma)]
+    r = deblur(y, "box:3", 0.02, solver=solver, sigma=sigma, max_iter=2, progress=False)
+    assert asked == [name] == [default_pretrained_name(1, solver_info(solver).denoiser_alpha)]
+    assert r.report.guaranteed
 
 
 def test_deblur_default_colour_uses_the_colour_model(small_camera):
@@ -250,65 +253,25 @@ def test_reconstruct_default_needs_a_strength():
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_capped_strength_keeps_the_first_model_under_the_admm_cap(channels):
-    from denoisers import default_pretrained_name, strength_ceiling
-    from denoisers.pretrained import _DEFAULT
-    from pnp_stable.defaults import capped_strength
+def test_admm_default_denoiser_is_firm_at_full_strength(channels):
+    # PnP-ADMM's default model meets alpha <= 1/2 as trained: the plan applies no further
+    # relaxation, so the strength acts in full at every level (no ceiling).
+    from pnp_stable.api import plan_run
 
-    first = _DEFAULT[channels][0][0]
-    ceiling = strength_ceiling(first, 0.5)
-    assert capped_strength(50 / 255, "pnp-admm", channels) == ceiling
-    assert default_pretrained_name(channels, capped_strength(50 / 255, "pnp-admm", channels)) == first
-    assert capped_strength(0.5 * ceiling, "pnp-admm", channels) == 0.5 * ceiling  # below the cap: unchanged
-    assert capped_strength(50 / 255, "pnp-fbs", channels) == 50 / 255  # FBS does not relax the model
-
-
-def test_capped_strength_leaves_a_cap_above_the_switch_alone(monkeypatch):
-    # If the cap bound only beyond the first model's switch level, keeping that model would
-    # take it where the next one is measured better: then the strength is left as it is.
-    from denoisers import pretrained as pretrained_mod
-    from pnp_stable.defaults import capped_strength
-
-    monkeypatch.setitem(pretrained_mod._DEFAULT, 1, (("gray-averaged-s25", 5 / 255), ("gray-averaged-s50", None)))
-    assert capped_strength(50 / 255, "pnp-admm", 1) == 50 / 255
-    with pytest.raises(ValueError, match="channels"):
-        capped_strength(0.1, "pnp-admm", 2)
+    plan = plan_run("default", "pnp-admm", noise_level=12.75 / 255, channels=channels)
+    den = plan.denoiser
+    assert den.certified_alpha() <= 0.5 and den.effective_theta() == den.theta == 0.5
+    assert plan.sigma == pytest.approx(defaults_for("pnp-admm", channels).strength * 12.75 / 255)
+    x = torch.rand(1, channels, 24, 24)
+    with torch.no_grad():
+        assert not torch.equal(den(x, 10 / 255), den(x, 40 / 255))  # the level is heard
 
 
-def test_default_strength_follows_keep_first_model(monkeypatch):
-    from denoisers import strength_ceiling
+def test_default_strength_is_the_tuned_multiple_of_the_noise(monkeypatch):
     from pnp_stable import defaults as defaults_mod
 
     monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2))
     assert defaults_mod.default_strength("pnp-admm", 12.75 / 255) == pytest.approx(51 / 255)
-    kept = defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2, keep_first_model=True)
-    assert repr(kept) == repr(defaults_mod.DEFAULTS["pnp-admm"])  # benchmark fingerprints name the model instead
-    monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", kept)
-    assert defaults_mod.default_strength("pnp-admm", 12.75 / 255) == strength_ceiling("gray-averaged-s25", 0.5)
-    assert defaults_mod.default_strength("pnp-admm", 2.55 / 255) == pytest.approx(10.2 / 255)
-
-
-def test_deblur_admm_default_runs_the_model_its_strength_names(small_camera, monkeypatch):
-    # With keep_first_model the solver is called with the lowered strength and the first model.
-    from denoisers import pretrained as pretrained_mod
-    from pnp_stable import defaults as defaults_mod
-
-    asked, real = [], pretrained_mod.load_pretrained
-
-    def spy(name, *args, **kwargs):
-        asked.append(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(pretrained_mod, "load_pretrained", spy)
-    kept = defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2, keep_first_model=True)
-    monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", kept)
-    y = _blurred(small_camera, "box:3", 0.05)
-    r = deblur(y, "box:3", 0.05, solver="pnp-admm", max_iter=2, progress=False)
-    assert asked == ["gray-averaged-s25"] and r.report.guaranteed
-    monkeypatch.setitem(defaults_mod.DEFAULTS, "pnp-admm", defaults_mod.SolverDefaults(strength=4.0, step_scale=0.2))
-    asked.clear()
-    deblur(y, "box:3", 0.05, solver="pnp-admm", max_iter=2, progress=False)
-    assert asked == ["gray-averaged-s50"]
 
 
 def _scene_crop(photo: np.ndarray, kernel: str, boundary: str, margin: int = 8):
@@ -366,7 +329,8 @@ def test_reconstruct_noise_level_sets_the_shipped_strength(photo):
     r = reconstruct(y, Blur("box:3"), noise_level=0.02, max_iter=3, progress=False)
     assert r.report.guaranteed
     plan = plan_run("default", noise_level=0.02)
-    assert plan.sigma > 0 and plan.options["step"] == pytest.approx(0.15 / 0.02)
+    tuned = defaults_for("pnp-admm")
+    assert plan.sigma == pytest.approx(tuned.strength * 0.02) and plan.options["step"] == pytest.approx(tuned.step_scale / 0.02)
     with pytest.raises(ValueError, match="noise_level must be"):
         reconstruct(y, Blur("box:3"), noise_level=-1.0, progress=False)
 

@@ -54,22 +54,13 @@ def test_recorded_deblur_runs_survive_a_cut_line(bench, tmp_path):
 def test_run_fingerprints_follow_model_and_defaults(bench, tmp_path):
     qd = bench("quality_deblur")
     fbs, admm = qd.setup_fingerprint("fbs", 1, None), qd.setup_fingerprint("admm", 1, None)
-    assert fbs != admm and "gray-averaged-s25" in fbs  # different tuned defaults
+    assert fbs.startswith("gray-averaged:") and admm.startswith("gray-firm:")  # each solver's own model and defaults
     assert qd.setup_fingerprint("tikhonov", 1, None) == qd.setup_fingerprint("tikhonov", 3, None)
-    # The model follows the strength the tuned defaults call the denoiser with.
-    from denoisers import default_pretrained_name
-    from pnp_stable.defaults import default_strength, defaults_for
+    from pnp_stable.defaults import defaults_for
 
-    # (deblur() lowers a kept ADMM strength to the first model's ceiling: default_strength.)
-    for method, level in (("admm", 2.55), ("admm", 12.75), ("fbs", 12.75), ("fbs", 50.0)):
-        strength = default_strength(f"pnp-{method}", level / 255)
-        assert qd.setup_fingerprint(method, 1, None, level).startswith(default_pretrained_name(1, strength) + ":")
-    assert "gray-averaged-s50" in qd.setup_fingerprint("fbs", 1, None, 50.0)
-    assert "gray-averaged-s25" in qd.setup_fingerprint("admm", 1, None, 12.75)  # kept at the alpha = 1/2 cap
-    for method in ("fbs", "admm"):  # colour runs follow the colour defaults and models
-        strength = default_strength(f"pnp-{method}", 12.75 / 255, 3)
-        fp = qd.setup_fingerprint(method, 3, None, 12.75)
-        assert fp.startswith(default_pretrained_name(3, strength) + ":") and fp.endswith(str(defaults_for(f"pnp-{method}", 3)))
+    for method, name in (("fbs", "colour-averaged"), ("admm", "colour-firm")):  # colour: colour models and defaults
+        fp = qd.setup_fingerprint(method, 3, None)
+        assert fp.startswith(name + ":") and fp.endswith(str(defaults_for(f"pnp-{method}", 3)))
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     a.write_bytes(b"one")
     b.write_bytes(b"two")
@@ -106,14 +97,9 @@ def test_shipped_defaults_are_the_tuned_choice_on_record(bench):
     from pnp_stable.defaults import defaults_for
 
     td = bench("tune_deblur")
-    # Colour FBS: the 4-crop rounds chose, the 12-crop round (all held-out images) confirmed.
-    # Colour ADMM: re-tuned on the 12 crops once colour-averaged-s50 took the strengths above
-    # 34/255 (FBS strengths stay below that switch at every tuned noise level).
-    # Gray ADMM: re-tuned on the 12 crops with the strength kept on the first model at the
-    # alpha = 1/2 cap (capped sigma-25 against capped sigma-50 at noise 12.75).
-    deciding = ((1, "tuning.json", ("pnp-fbs",)), (1, "tuning-gray-admm.json", ("pnp-admm",)),
-                (3, "tuning-colour.json", ("pnp-fbs",)), (3, "tuning-colour-12.json", ("pnp-fbs",)),
-                (3, "tuning-colour-admm.json", ("pnp-admm",)))
+    # The noise-conditioned models (one per image type and solver condition) were tuned on the
+    # held-out training crops of each set, both solvers in each record.
+    deciding = ((1, "tuning-cond-gray.json", ("pnp-fbs", "pnp-admm")), (3, "tuning-cond-colour.json", ("pnp-fbs", "pnp-admm")))
     for channels, record, solvers in deciding:
         rows = json.loads((BENCH / "runs" / record).read_text())["rows"]
         for solver in solvers:
@@ -127,7 +113,6 @@ def test_shipped_defaults_are_the_tuned_choice_on_record(bench):
             assert shipped.strength == best["strength"]
             assert shipped.step_factor == best.get("step_factor")
             assert shipped.step_scale == best.get("step_scale")
-            assert shipped.keep_first_model == best.get("keep_first_model", False)
 
 
 def test_tuning_rounds_merge_only_on_the_same_problems(bench, tmp_path, monkeypatch):
@@ -244,7 +229,7 @@ def test_tuning_on_whole_images_resumes_from_its_record(bench, tmp_path, monkeyp
     tune("1")
     assert sorted(set(calls)) == [(1, 1, 36, 48), (1, 1, 44, 40)] and len(calls) == 2 * 3  # 2 images x 3 noise levels
     first = json.loads(record.read_text())
-    assert first["rows"][0]["problems"]["crop"] == 0 and sections == ["tuning"]
+    assert first["rows"][0]["problems"]["crop"] == 0 and sections == ["tuning-cond-gray"]
     calls.clear()
     tune("1,2")
     assert len(calls) == 2 * 3  # only strength 2 was scored
@@ -282,34 +267,6 @@ def test_deblur_chunks_table_every_recorded_method_and_survive_a_cut_record(benc
     assert len(qd.load_runs(record)) == 3  # 2 from the first chunk, 1 new tikhonov run: none lost to the cut line
 
 
-def test_default_models_switch_where_the_record_says(bench):
-    # denoisers.pretrained._DEFAULT must ship the chain benchmarks/switch_levels.py measured on
-    # the held-out training images, for gray and for colour.
-    from denoisers import pretrained as pretrained_mod
-
-    sl = bench("switch_levels")
-    for channels, record in ((1, "switch-gray.json"), (3, "switch-colour.json")):
-        rec = json.loads((BENCH / "runs" / record).read_text())
-        assert rec["channels"] == channels
-        measured = sl.envelope_chain(rec["levels"], rec["psnr"])
-        expected = tuple((n, None if up is None else sl.shipped_switch(up) / 255) for n, up in measured)
-        shipped = pretrained_mod._DEFAULT[channels]
-        assert [n for n, _ in shipped] == [n for n, _ in expected]
-        assert all((a is None and b is None) or abs(a - b) < 1e-12 for (_, a), (_, b) in zip(shipped, expected))
-
-
-def test_model_envelope_skips_a_model_that_never_wins(bench):
-    sl = bench("switch_levels")
-    levels = [25, 30, 35, 40]
-    table = {"low": [28.0, 27.0, 25.0, 23.0], "never": [20.0, 20.0, 20.0, 20.0], "high": [26.0, 26.0, 25.5, 25.0]}
-    chain = sl.envelope_chain(levels, table)
-    assert [n for n, _ in chain] == ["low", "high"] and chain[-1][1] is None
-    assert 30 < chain[0][1] < 35  # low and high cross between 30 (27 vs 26) and 35 (25 vs 25.5)
-    assert sl.crossing(levels, table["low"], table["high"]) == pytest.approx(30 + 5 * 1.0 / 1.5)
-    assert sl.envelope_chain(levels, {"only": [1.0, 2.0, 3.0, 4.0]}) == [("only", None)]
-    assert sl.shipped_switch(32.99) == 32.5 and sl.shipped_switch(33.0) == 33.0
-
-
 def test_allocator_benchmark_child_times_one_deblur(bench):
     import platform
 
@@ -320,19 +277,17 @@ def test_allocator_benchmark_child_times_one_deblur(bench):
     assert row["applied"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
 
 
-def test_tuning_keep_first_model_lowers_the_admm_strength_to_the_cap(bench, tmp_path, monkeypatch):
-    # A kept point must be scored at the strength deblur() will use (the first model's ceiling),
-    # and be recorded as its own grid point.
+def test_tuning_scores_each_point_at_the_strength_deblur_uses(bench, tmp_path, monkeypatch):
+    # A grid point must be scored at sigma = strength x noise, the rule deblur() applies (no cap).
     import types
 
     import torch
-    from pnp_stable.defaults import capped_strength
 
     td = bench("tune_deblur")
     asked = []
 
     def spy(y, kernel, noise, *, sigma, **kw):
-        asked.append((round(noise * 255, 2), sigma))
+        asked.append((round(noise * 255, 2), sigma, kw.get("step")))
         return types.SimpleNamespace(image=y, report=types.SimpleNamespace(iterations=[1] * y.shape[0]))
 
     monkeypatch.setattr(td, "deblur", spy)
@@ -341,14 +296,13 @@ def test_tuning_keep_first_model_lowers_the_admm_strength_to_the_cap(bench, tmp_
     out = tmp_path / "t.json"
     monkeypatch.setattr(sys, "argv", ["tune_deblur.py", "--data", "nowhere", "--images", "1", "--crop", "32", "--kernels", "1",
                                       "--max-iter", "1", "--solvers", "pnp-admm", "--admm-strengths", "4", "--admm-steps", "",
-                                      "--admm-step-scales", "0.2", "--keep-first-model", "--json", str(out)])
+                                      "--admm-step-scales", "0.2", "--json", str(out)])
     td.main()
-    assert [lv for lv, _ in asked] == [2.55, 7.65, 12.75]
-    for level, sigma in asked:
-        assert sigma == capped_strength(4 * level / 255, "pnp-admm", 1)
-    assert asked[0][1] == pytest.approx(4 * 2.55 / 255) and asked[2][1] < 4 * 12.75 / 255  # capped only where it binds
+    assert [lv for lv, _, _ in asked] == [2.55, 7.65, 12.75]
+    for level, sigma, step in asked:
+        assert sigma == pytest.approx(4 * level / 255) and step == td.SolverDefaults(step_scale=0.2).step_for(level / 255)
     (row,) = json.loads(out.read_text())["rows"]
-    assert row["keep_first_model"] is True and td.point_key(row)[1] == ("keep_first_model", True)
+    assert td.point_key(row) == ("pnp-admm", ("step_scale", 0.2), ("strength", 4.0))
 
 
 def test_deblur_shards_split_the_problems_and_join_into_one_table(bench, tmp_path, monkeypatch, capsys):

@@ -135,6 +135,29 @@ def test_train_then_certify_from_the_command_line(tmp_path, capsys):
     assert json.loads((tmp_path / "c.json").read_text())["alpha"] < 1
 
 
+def test_train_theta_trains_the_relaxed_denoiser_end_to_end(tmp_path, capsys):
+    from skimage import data, io
+
+    from denoisers.weights import load_weights
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    base = ["train", str(imgs), "--width", "4", "--depth", "1", "--patch", "16", "--batch-size", "2", "--steps", "2",
+            "--val-split", "1", "--val-every", "2", "--no-progress"]
+    assert main(base + ["-o", str(tmp_path / "half"), "--theta", "0.5", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["model_kwargs"]["theta"] == 0.5
+    assert main(["export", str(tmp_path / "half"), "-o", str(tmp_path / "half.pt")]) == 0
+    model = load_weights(tmp_path / "half.pt")
+    assert model.theta == 0.5 and model.certified_alpha() <= 0.5
+    capsys.readouterr()
+    assert main(base + ["-o", str(tmp_path / "d"), "--model", "dncnn", "--theta", "0.5"]) == 2
+    assert "--theta relaxes an averaged model" in capsys.readouterr().err
+    assert main(base + ["-o", str(tmp_path / "e"), "--device", "gpu0"]) == 2
+    assert "torch device" in capsys.readouterr().err
+
+
 def test_cli_bad_train_and_certify_inputs(tmp_path, capsys):
     assert main(["certify", str(tmp_path / "missing.pt")]) == 2
     assert "weights file not found" in capsys.readouterr().err

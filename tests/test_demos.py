@@ -59,7 +59,8 @@ def test_denoise_demo(tmp_path, capsys):
     demo = _load("denoise")
     res = demo.run("camera", levels=(25,), size=64)
     row = res["rows"][0]
-    assert row["psnr_averaged"] > row["psnr_noisy"] + 3 and row["theta"] > 0.9
+    assert row["psnr_averaged"] > row["psnr_noisy"] + 3 and row["psnr_firm"] > row["psnr_noisy"] + 3
+    assert res["alpha"] < 1 and res["alpha_firm"] <= 0.5
     out = tmp_path / "d.png"
     assert demo.main(["camera", "--levels", "15", "--size", "48", "-o", str(out)]) == 0
     assert out.stat().st_size > 1000

@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--levels", default="15/255,25/255,50/255")
     ap.add_argument("--shipped", default="")
     ap.add_argument("--figure", default=None)
+    ap.add_argument("--no-fit", action="store_true", help="score the networks alone (skip the fitted theta(sigma) rows)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     from denoisers.pretrained import load_pretrained
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
             return 2
         minutes = ck["wall_time"] / 60
         rows.append((f"{run.name}: network alone", ck["step"], minutes, score(model, images, levels)))
-        if hasattr(model, "strength"):
+        if hasattr(model, "strength") and not args.no_fit:
             model.strength = calibrate_strength(model, images, levels)
             rows.append((f"{run.name}: with theta(sigma) fitted on these images", ck["step"], minutes, score(model, images, levels)))
         curves[run.name] = [(e["wall_time"] / 60, e["val_psnr"]) for e in log if "val_psnr" in e]

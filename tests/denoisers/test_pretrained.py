@@ -18,7 +18,8 @@ def test_every_shipped_model_has_a_certificate_and_a_training_record():
     assert NAME in infos
     for name, info in infos.items():
         assert info.alpha < 1 and info.lipschitz_bound <= 1 + 1e-12, name
-        assert info.steps > 0 and info.training_minutes > 0 and info.strength_calibrated
+        # Per-level models carry a strength table; noise-conditioned ones were trained over a range.
+        assert info.steps > 0 and info.training_minutes > 0 and (info.strength_calibrated or isinstance(info.sigma_train, tuple))
         rec = torch.load(pretrained_mod.pretrained_path(name), weights_only=True)
         cfg = rec["metadata"]["training_config"]
         assert "test" not in str(cfg["train_dir"]).split("/")  # never trained on a test folder
@@ -151,41 +152,34 @@ def test_fine_tuned_models_count_the_steps_of_their_starting_models(tmp_path, mo
     assert (info.init, info.steps, info.total_steps, info.channels) == ("colour-start", 50, 1350, 3)
 
 
-def test_default_model_follows_the_strength(monkeypatch):
-    # Two defaults per channel count with switch levels: each strength goes to the first model
-    # whose switch level is at or above it, strengths above them all to the last.
-    monkeypatch.setattr(pretrained_mod, "_DEFAULT", {1: (("g25", 32 / 255), ("g50", None)), 3: (("c25", 44 / 255), ("g50", None))})
+def test_default_model_is_chosen_by_the_solvers_condition():
     pick = pretrained_mod.default_pretrained_name
-    assert pick(1) == "g25" and pick(3) == "c25"
-    assert [pick(1, s / 255) for s in (0, 2.55, 25, 32, 32.01, 50, 80)] == ["g25", "g25", "g25", "g25", "g50", "g50", "g50"]
-    assert pick(1, np.float32(32) / np.float32(255)) == "g25"  # rounding of the level itself
-    assert pick(3, 12.75 / 255) == "c25" and pick(3, 40 / 255) == "c25" and pick(3, 45 / 255) == "g50"
-    assert pick(1, torch.tensor(40 / 255)) == "g50"
-    with pytest.raises(ValueError, match="finite non-negative"):
-        pick(1, -0.1)
-    with pytest.raises(ValueError, match="finite non-negative"):
-        pick(1, float("nan"))
-    with pytest.raises(TypeError, match="sigma must be a number"):
-        pick(1, "high")
+    assert (pick(1), pick(1, 0.5), pick(1, 0.3), pick(1, 0.9)) == ("gray-averaged", "gray-firm", "gray-firm", "gray-averaged")
+    assert (pick(3), pick(3, 0.5)) == ("colour-averaged", "colour-firm")
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="target_alpha"):
+            pick(1, bad)
+    with pytest.raises(ValueError, match="channels must be 1 or 3"):
+        pick(2)
 
 
-def test_shipped_defaults_are_shipped_and_ordered_by_training_level():
-    shipped = available_pretrained()
-    for channels, choices in pretrained_mod._DEFAULT.items():
-        names = [n for n, _ in choices]
-        levels = [pretrained_mod._training_level(n) for n in names]
-        assert levels == sorted(levels) and set(names) <= set(shipped), channels
-        # Switch levels increase, only the last model is unbounded, and every model serves its
-        # own training level.
-        limits = [u for _, u in choices]
-        assert limits[-1] is None and None not in limits[:-1] and limits[:-1] == sorted(limits[:-1])
-        for (n, up_to), level in zip(choices, levels):
-            assert shipped[n].channels in (1, channels)
-            assert up_to is None or up_to >= level
-            assert pretrained_mod.default_pretrained_name(channels, level) == n
+@pytest.mark.parametrize("key", sorted(pretrained_mod._DEFAULT_MODELS))
+def test_default_models_are_noise_conditioned_over_the_whole_range_and_certified(key):
+    channels, firm = key
+    name = pretrained_mod._DEFAULT_MODELS[key]
+    info = available_pretrained()[name]
+    model = load_pretrained(name, dtype=torch.float64)
+    assert info.channels == model.net.channels == channels
+    assert info.sigma_train == (0.0, pytest.approx(50 / 255))
+    knots = model.net.conditioning.knots
+    assert float(knots[0]) == 0.0 and float(knots[-1]) == pytest.approx(50 / 255)
+    # The certificate, re-derived in float64 on load, is the solver's condition as trained.
+    assert (model.certified_alpha() <= 0.5) if firm else (0.5 < model.certified_alpha() < 1)
+    assert model.strength is None and model.effective_theta() == (0.5 if firm else 1.0)
+    assert info.steps > 0 and info.total_steps > info.steps and info.init is not None
 
 
-@pytest.mark.parametrize("name", sorted(pretrained_mod._SHIPPED))
+@pytest.mark.parametrize("name", [n for n in sorted(pretrained_mod._SHIPPED) if n.endswith(("-s25", "-s50"))])
 def test_strength_ceiling_is_where_the_relaxation_reaches_its_cap(name):
     # Above the ceiling the relaxed model is one fixed operator: same theta, same output.
     level = pretrained_mod.strength_ceiling(name, target_alpha=0.5)

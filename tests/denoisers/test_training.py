@@ -247,6 +247,21 @@ def test_init_starts_a_run_from_given_weights(image_dir, tmp_path):
     assert json.loads((tmp_path / "b" / "config.json").read_text())["init"] == str(src)
 
 
+def test_a_leaky_relu_model_initialises_a_spline_run(image_dir, tmp_path):
+    from denoisers.training import export_run
+
+    train(_cfg(image_dir, tmp_path / "leaky", steps=2, val_every=2), progress=False)
+    src = export_run(tmp_path / "leaky", tmp_path / "leaky.pt")
+    spline_kw = dict(width=6, depth=2, activation="spline:8")
+    r = train(_cfg(image_dir, tmp_path / "spline", steps=2, lr=0.0, val_every=2, init=str(src), model_kwargs=spline_kw), progress=False)
+    got = torch.load(tmp_path / "spline" / "checkpoint.pt", weights_only=True)["model"]
+    want = _weights_and_biases(load_weights(src).state_dict())
+    assert r.finished and all(torch.equal(got[k], v) for k, v in want.items())
+    assert sum(k.endswith("act.raw_slopes") for k in got) == 2
+    with pytest.raises(ValueError, match="different architecture"):  # other additions are still refused
+        train(_cfg(image_dir, tmp_path / "deeper", steps=1, init=str(src), model_kwargs=dict(width=6, depth=3)), progress=False)
+
+
 def test_a_gray_model_initialises_a_colour_run(image_dir, colour_dir, tmp_path):
     from denoisers.training import export_run
 
@@ -281,3 +296,42 @@ def test_checkpoints_written_before_a_config_field_existed_still_resume(image_di
     del ck["config"]["init"]  # as written by an older pnp-stable
     torch.save(ck, ck_path)
     assert train(cfg, progress=False).finished
+
+
+def test_device_is_a_call_option_recorded_per_step_and_a_run_resumes_across_it(image_dir, tmp_path):
+    # Training on an explicit device gives the run the default gives (batches come from the
+    # CPU) and logs the device of every step.
+    a = train(_cfg(image_dir, tmp_path / "a", steps=6), progress=False)
+    b = train(_cfg(image_dir, tmp_path / "b", steps=6), progress=False, device="cpu")
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"]) and a.last_loss == b.last_loss
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert {e["device"] for e in log} == {"cpu"}
+
+
+def test_device_errors_are_clear(image_dir, tmp_path):
+    with pytest.raises(ValueError, match="torch device"):
+        train(_cfg(image_dir, tmp_path / "x", steps=1), progress=False, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            train(_cfg(image_dir, tmp_path / "y", steps=1), progress=False, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on the lent GPU machine)")
+def test_cuda_training_matches_the_cpu_run_to_float32_accuracy(image_dir, tmp_path):
+    train(_cfg(image_dir, tmp_path / "cpu", steps=3), progress=False)
+    train(_cfg(image_dir, tmp_path / "gpu", steps=3), progress=False, device="cuda")
+    sc = torch.load(tmp_path / "cpu" / "checkpoint.pt", weights_only=True)
+    sg = torch.load(tmp_path / "gpu" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    for k in sc["model"]:
+        assert torch.allclose(sc["model"][k].to(torch.complex128), sg["model"][k].to(torch.complex128), rtol=1e-2, atol=1e-3), k
+
+
+def test_validation_runs_on_the_models_device_and_dtype(image_dir):
+    from denoisers.training import validation_psnr
+
+    net = AveragedDenoiser(GradientFlowNet(1, width=4, depth=1)).to(torch.float64)
+    img = [np.full((8, 8, 1), 100, np.uint8)]
+    assert np.isfinite(validation_psnr(net, img, 0.1))
+    assert net.training  # restored
