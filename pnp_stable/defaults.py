@@ -7,8 +7,9 @@ told) and the solver step ``tau`` (PnP-FBS: ``tau = step_factor / ||A||^2`` with
 for its condition (:func:`denoisers.default_pretrained_name`: firmly non-expansive for
 PnP-ADMM, averaged for PnP-FBS), so no relaxation caps the strength.  The values below were
 tuned by ``benchmarks/tune_deblur.py`` on held-out *training* images, never on a test set:
-gray on BSD400, colour on CBSD432 (``benchmarks/RESULTS.md``, sections "tuning-cond-gray" and
-"tuning-cond-colour").
+gray on BSD400, colour on CBSD432: rounds on 4 crops explored the grid (``benchmarks/RESULTS.md``,
+sections "tuning-cond-gray" and "tuning-cond-colour"), and a round on all 12 held-out crops of
+each set decided (sections "tuning-cond-gray-12" and "tuning-cond-colour-12").
 
 :func:`pnp_stable.api.plan_run` is the one place that turns these into a run's plan; the
 benchmark scripts call it too.
@@ -65,13 +66,13 @@ class SolverDefaults:
 
 #: Gray images, tuned on BSD400 held-out training crops; solvers not listed use ``SolverDefaults()``.
 DEFAULTS: dict[str, SolverDefaults] = {
-    "pnp-fbs": SolverDefaults(strength=0.7, step_factor=1.9),
-    "pnp-admm": SolverDefaults(strength=3.5, step_scale=0.4),
+    "pnp-fbs": SolverDefaults(strength=0.85, step_factor=1.9),
+    "pnp-admm": SolverDefaults(strength=4.0, step_scale=0.4),
 }
 
 #: Colour images, tuned on CBSD432 held-out training crops; solvers not listed use the gray ones.
 COLOUR_DEFAULTS: dict[str, SolverDefaults] = {
-    "pnp-fbs": SolverDefaults(strength=1.0, step_factor=1.9),
+    "pnp-fbs": SolverDefaults(strength=0.85, step_factor=1.9),
     "pnp-admm": SolverDefaults(strength=4.0, step_scale=0.5),
 }
 
