@@ -1,13 +1,18 @@
 r"""Certificates: provable upper bounds, and beside them empirical lower bounds.
 
-:func:`certify` reports, for a gradient-flow denoiser,
+A certified architecture implements the small protocol :class:`CertifiedDenoiser`
+(``certified_alpha()``, ``certified_part()``, ``channels``); :func:`certify` adds the empirical
+side to whatever certified facts the architecture states.  For a gradient-flow denoiser these
+are
 
 * per layer: the certified bound of :math:`\|W\|` (float64, every image size; see
   :mod:`denoisers.spectral`), the sub-steps, step size and weight scale :math:`\rho` it fixes
   (:math:`A = \rho W`), :math:`h L \|A\|^2`, and the step's averagedness;
 * for the network: the Lipschitz bound (1: every step is non-expansive) and the
   averagedness :math:`\alpha` composed by the rules of :mod:`denoisers.averaged`;
-* empirical **lower** bounds, from actual pairs of inputs only (so they cannot overshoot):
+* for an equilibrium (LBEN) denoiser: the bound ``gamma`` its parametrisation guarantees and a
+  float64 check of its LMI (:mod:`denoisers.lben`);
+* for every architecture, empirical **lower** bounds, from actual pairs of inputs only (so they cannot overshoot):
   a Jacobian power iteration at data points measured by finite-difference pairs, and a
   gradient-ascent search for the worst pair :math:`(x, y)` for both the Lipschitz ratio and
   the averagedness ratio :math:`\|\Delta r\|^2 / (\|\Delta r\|^2 + \|x - y\|^2 - \|Tx - Ty\|^2)`
@@ -24,9 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .models import AveragedDenoiser, NonexpansiveDenoiser
-
-__all__ = ["Certificate", "LayerCertificate", "CertificateViolation", "certify"]
+__all__ = ["Certificate", "LayerCertificate", "CertificateViolation", "CertifiedDenoiser", "certify", "is_certified"]
 
 
 class CertificateViolation(AssertionError):
@@ -60,11 +63,14 @@ class Certificate:
     theta : float
         Relaxation ``D = (1 - theta) I + theta N`` applied on top of the network.
     layers : list of LayerCertificate
+        Per-block facts of a gradient-flow network (empty for other architectures).
     method : str
     empirical : dict
         Lower bounds: ``jacobian_lipschitz``, ``pair_lipschitz``, ``pair_alpha``.
     seconds : float
         Time to compute the certified part.
+    details : dict
+        Other certified facts of the architecture (e.g. an LBEN's LMI check), JSON-able.
     """
 
     lipschitz_bound: float
@@ -74,6 +80,7 @@ class Certificate:
     method: str
     empirical: dict = field(default_factory=dict)
     seconds: float = 0.0
+    details: dict = field(default_factory=dict)
 
     @property
     def averaged(self) -> bool:
@@ -90,9 +97,11 @@ class Certificate:
             f"relaxation theta          : {self.theta:.6f}",
             f"method                    : {self.method}",
             f"certification time        : {self.seconds:.2f} s",
-            "",
-            f"{'layer':<10} {'||W|| bound':>12} {'grid max':>10} {'substeps':>8} {'h':>8} {'rho':>8} {'h L ||A||^2':>12} {'step alpha':>10}",
         ]
+        if self.layers:
+            lines += ["", f"{'layer':<10} {'||W|| bound':>12} {'grid max':>10} {'substeps':>8} {'h':>8} {'rho':>8} {'h L ||A||^2':>12} {'step alpha':>10}"]
+        for key, value in self.details.items():
+            lines.append(f"{key:<26}: {value:.6g}" if isinstance(value, float) else f"{key:<26}: {value}")
         for lc in self.layers:
             sa = f"{lc.step_alpha:.4f}" if lc.step_alpha is not None else "n/e"
             lines.append(f"{lc.name:<10} {lc.norm_bound:12.6f} {lc.grid_max:10.6f} {lc.substeps:8d} {lc.step:8.4f} {lc.scale:8.5f} {lc.step_factor:12.6f} {sa:>10}")
@@ -108,10 +117,67 @@ class Certificate:
         return "\n".join(lines)
 
 
-def _network(model):
-    if isinstance(model, NonexpansiveDenoiser):
-        return model.net
-    raise TypeError(f"certify takes a pnp-stable gradient-flow denoiser; got {type(model).__name__} (baselines carry no certificate)")
+class CertifiedDenoiser:
+    """The protocol of a certified denoiser, as a mixin that supplies the optional parts.
+
+    Required
+        ``certified_alpha() -> float | None``: the certified averagedness (None: this instance
+        carries no certificate, e.g. a wrapper around a baseline); ``certified_part() ->
+        Certificate``: the float64 certified facts, without the empirical part; ``channels``.
+    Optional (defaults here)
+        ``probe_levels()``: noise levels the empirical search visits; ``tighten_for_probing()``:
+        make a *copy* evaluate as exactly as it can before it is probed; ``verification_state()``
+        / ``adopt_verification_state(state)`` / ``forget_verification()``: what the weights
+        loader caches so that a file is verified once (nothing, by default).
+
+    Examples
+    --------
+    >>> from denoisers import AveragedDenoiser, GradientFlowNet
+    >>> isinstance(AveragedDenoiser(GradientFlowNet(1, width=4, depth=1)), CertifiedDenoiser)
+    True
+    """
+
+    def certified_alpha(self) -> float | None:  # pragma: no cover - every certified class overrides it
+        raise NotImplementedError
+
+    def certified_part(self) -> "Certificate":  # pragma: no cover - every certified class overrides it
+        raise NotImplementedError
+
+    def probe_levels(self) -> list:
+        """Noise levels (None: unconditioned) at which the empirical bounds are searched."""
+        return [None]
+
+    def tighten_for_probing(self) -> None:
+        """Prepare this (copied) model to be probed; nothing to do by default."""
+
+    def verification_state(self) -> list | None:
+        """Certified quantities worth caching across loads (None: recompute every time)."""
+        return None
+
+    def adopt_verification_state(self, state) -> bool:
+        """Install cached certified quantities; False when they do not fit this model."""
+        return False
+
+    def forget_verification(self) -> None:
+        """Drop adopted cached quantities (they will be recomputed)."""
+
+
+def is_certified(model) -> bool:
+    """True when ``model`` follows the protocol and this instance carries a certificate.
+
+    Examples
+    --------
+    >>> from denoisers import AveragedDenoiser, GradientFlowNet
+    >>> from denoisers.baselines import DnCNN
+    >>> is_certified(AveragedDenoiser(GradientFlowNet(1, width=4, depth=1))), is_certified(DnCNN(1, width=4, depth=2))
+    (True, False)
+    """
+    return isinstance(model, CertifiedDenoiser) and model.certified_alpha() is not None
+
+
+def _check_certified(model) -> None:
+    if not is_certified(model):
+        raise TypeError(f"certify takes a certified pnp-stable denoiser; got {type(model).__name__} (baselines carry no certificate)")
 
 
 def _pair_stats(T, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,9 +195,7 @@ def _pair_stats(T, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
 def _empirical(model, shape, *, samples: torch.Tensor | None, seed: int, steps: int) -> dict:
     """Empirical lower bounds; a noise-conditioned network is probed at its top knot too (its
     biases change with the level, its certificate does not) and the largest values are kept."""
-    cond = getattr(model.net, "conditioning", None)
-    levels = [None] if cond is None else [None, float(cond.knots[-1])]
-    runs = [_empirical_at(model, shape, samples=samples, seed=seed, steps=steps, sigma=s) for s in levels]
+    runs = [_empirical_at(model, shape, samples=samples, seed=seed, steps=steps, sigma=s) for s in model.probe_levels()]
     return {key: max(r[key] for r in runs) for key in runs[0]}
 
 
@@ -177,11 +241,12 @@ def _empirical_at(model, shape, *, samples: torch.Tensor | None, seed: int, step
 
 def certify(model, *, empirical: bool = True, samples: torch.Tensor | None = None, shape: tuple[int, ...] | None = None,
             seed: int = 0, steps: int = 20) -> Certificate:
-    """Certify a gradient-flow denoiser (see module notes).
+    """Certify a denoiser that follows :class:`CertifiedDenoiser` (see module notes).
 
     Parameters
     ----------
-    model : NonexpansiveDenoiser or AveragedDenoiser
+    model : CertifiedDenoiser
+        A gradient-flow (:class:`~denoisers.AveragedDenoiser`, ...) or LBEN denoiser.
         Certified in eval mode, on a float64 copy (the model itself is not changed).
     empirical : bool
         Also compute the empirical lower bounds.
@@ -210,34 +275,20 @@ def certify(model, *, empirical: bool = True, samples: torch.Tensor | None = Non
     """
     import copy
 
-    net = _network(model)
+    _check_certified(model)
     t0 = time.perf_counter()
     work = copy.deepcopy(model).eval()
-    net = work.net
-    layers = []
-    for i, blk in enumerate(net.blocks):
-        bound = blk.certified_norm()
-        sched = blk.schedule(bound.value)
-        if sched.step_factor > 2 * blk.integrator.radius:
-            raise CertificateViolation(f"block {i}: h L ||A||^2 = {sched.step_factor:.6g} exceeds 2r = {2 * blk.integrator.radius}")
-        step_alpha = sched.step_factor / 2 if blk.integrator.averaged else None
-        layers.append(LayerCertificate(f"block{i}", bound.value, bound.grid_max, sched.substeps, sched.step, sched.scale,
-                                       sched.step_factor, step_alpha, blk.integrator.name, blk.act.slope_bound))
-    theta = work.effective_theta() if isinstance(work, AveragedDenoiser) else 1.0
-    alpha = work.certified_alpha()
-    method = (
-        "per-layer sup of the convolution symbol (grid max + curvature bound, float64), sub-steps with "
-        "h L ||A||^2 <= 2 r margin; Euler steps alpha = h L ||A||^2 / 2 composed by Combettes-Yamada; "
-        "zero-channel lift and projection keep alpha; relaxation multiplies it by theta"
-    )
-    cert = Certificate(lipschitz_bound=1.0, alpha=alpha, theta=theta, layers=layers, method=method, seconds=time.perf_counter() - t0)
+    cert = work.certified_part()
+    cert = Certificate(**{**cert.__dict__, "seconds": time.perf_counter() - t0})
     if not empirical:
         return cert
-    shp = shape or (2, net.channels, 32, 32)
+    shp = shape or (2, work.channels, 32, 32)
+    work.tighten_for_probing()
     emp = _empirical(work, shp, samples=samples, seed=seed, steps=steps)
     tol = 1e-9
     if emp["jacobian_lipschitz"] > cert.lipschitz_bound + tol or emp["pair_lipschitz"] > cert.lipschitz_bound + tol:
-        raise CertificateViolation(f"empirical Lipschitz {max(emp['jacobian_lipschitz'], emp['pair_lipschitz']):.9f} exceeds the bound 1")
+        raise CertificateViolation(f"empirical Lipschitz {max(emp['jacobian_lipschitz'], emp['pair_lipschitz']):.9f} exceeds "
+                                   f"the bound {cert.lipschitz_bound:.9f}")
     if emp["pair_alpha"] > cert.alpha + tol:
         raise CertificateViolation(f"empirical alpha {emp['pair_alpha']:.9f} exceeds the certified {cert.alpha:.9f}")
     return Certificate(**{**cert.__dict__, "empirical": emp})

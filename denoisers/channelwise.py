@@ -11,10 +11,12 @@ from __future__ import annotations
 import torch
 from deepinv.models import Denoiser
 
+from .certificate import Certificate, CertifiedDenoiser, is_certified
+
 __all__ = ["ChannelwiseDenoiser"]
 
 
-class ChannelwiseDenoiser(Denoiser):
+class ChannelwiseDenoiser(Denoiser, CertifiedDenoiser):
     """Run a one-channel denoiser on each channel of a (B, C, H, W) batch.
 
     Parameters
@@ -49,14 +51,29 @@ class ChannelwiseDenoiser(Denoiser):
         return out.reshape(x.shape)
 
     @property
-    def certified_alpha(self):
-        """The gray denoiser's ``certified_alpha`` (its value holds on the product space).
+    def channels(self) -> int:
+        return 3
 
-        Absent, like on the gray denoiser, when that one carries no certificate (an
-        unconstrained baseline), so solvers see an uncertified denoiser, not an error.
+    def certified_alpha(self) -> float | None:
+        """The gray denoiser's certified averagedness (it holds on the product space), or None
+        when that one carries no certificate (an unconstrained baseline): solvers then run it
+        uncertified.
+
+        Examples
+        --------
+        >>> from denoisers.baselines import DnCNN
+        >>> ChannelwiseDenoiser(DnCNN(1, width=4, depth=2)).certified_alpha() is None
+        True
         """
-        fn = getattr(self.denoiser, "certified_alpha", None)
-        if fn is None:
-            # AttributeError makes hasattr()/getattr(..., None) report "no certificate".
-            raise AttributeError(f"{type(self.denoiser).__name__} carries no certificate")
-        return fn
+        return self.denoiser.certified_alpha() if is_certified(self.denoiser) else None
+
+    def certified_part(self) -> Certificate:
+        if not is_certified(self.denoiser):
+            raise TypeError(f"{type(self.denoiser).__name__} carries no certificate")
+        return self.denoiser.certified_part()
+
+    def probe_levels(self) -> list:
+        return self.denoiser.probe_levels()
+
+    def tighten_for_probing(self) -> None:
+        self.denoiser.tighten_for_probing()

@@ -17,6 +17,7 @@ from operators._checks import check_image_batch
 
 from .averaged import compose_all, euler_step_alpha, relax_alpha
 from .blocks import GradientFlowBlock
+from .certificate import Certificate, CertificateViolation, CertifiedDenoiser, LayerCertificate
 
 __all__ = ["GradientFlowNet", "NonexpansiveDenoiser", "AveragedDenoiser"]
 
@@ -93,7 +94,7 @@ class GradientFlowNet(nn.Module):
         return compose_all(self.step_alphas())
 
 
-class NonexpansiveDenoiser(Denoiser):
+class NonexpansiveDenoiser(Denoiser, CertifiedDenoiser):
     """A 1-Lipschitz denoiser: the gradient-flow network itself.
 
     ``forward(x, sigma)`` follows deepinv's contract; ``sigma`` is accepted and ignored (the
@@ -125,6 +126,60 @@ class NonexpansiveDenoiser(Denoiser):
     def certified_alpha(self) -> float:
         """Averagedness from certified bounds; 1.0 means non-expansive only."""
         return self.net.certified_alpha()
+
+    @property
+    def channels(self) -> int:
+        return self.net.channels
+
+    def relaxation(self) -> float:
+        """The ``theta`` of ``(1 - theta) I + theta N`` in use (1: the network alone)."""
+        return 1.0
+
+    def certified_part(self) -> Certificate:
+        """Per-block certified norm bounds and the schedules they fix (float64; see
+        :mod:`denoisers.certificate`), the Lipschitz bound 1 and the composed averagedness."""
+        layers = []
+        for i, blk in enumerate(self.net.blocks):
+            bound = blk.certified_norm()
+            sched = blk.schedule(bound.value)
+            if sched.step_factor > 2 * blk.integrator.radius:
+                raise CertificateViolation(f"block {i}: h L ||A||^2 = {sched.step_factor:.6g} exceeds 2r = {2 * blk.integrator.radius}")
+            step_alpha = sched.step_factor / 2 if blk.integrator.averaged else None
+            layers.append(LayerCertificate(f"block{i}", bound.value, bound.grid_max, sched.substeps, sched.step, sched.scale,
+                                           sched.step_factor, step_alpha, blk.integrator.name, blk.act.slope_bound))
+        method = (
+            "per-layer sup of the convolution symbol (grid max + curvature bound, float64), sub-steps with "
+            "h L ||A||^2 <= 2 r margin; Euler steps alpha = h L ||A||^2 / 2 composed by Combettes-Yamada; "
+            "zero-channel lift and projection keep alpha; relaxation multiplies it by theta"
+        )
+        return Certificate(lipschitz_bound=1.0, alpha=self.certified_alpha(), theta=self.relaxation(), layers=layers, method=method)
+
+    def probe_levels(self) -> list:
+        """A noise-conditioned network is probed at its top knot too (its biases change with the
+        level, its certificate does not)."""
+        cond = self.net.conditioning
+        return [None] if cond is None else [None, float(cond.knots[-1])]
+
+    def verification_state(self) -> list:
+        """The blocks' certified norm bounds (computing them records them in the blocks)."""
+        return [[b.value, b.grid_max, b.slack, b.grid] for b in (blk.certified_norm() for blk in self.net.blocks)]
+
+    def adopt_verification_state(self, state) -> bool:
+        from .spectral import ConvNormBound
+
+        try:
+            bounds = [ConvNormBound(float(v), float(g), float(sl), int(m)) for v, g, sl, m in state]
+        except (TypeError, KeyError, ValueError):
+            return False
+        if len(bounds) != len(self.net.blocks):
+            return False
+        for blk, bound in zip(self.net.blocks, bounds):
+            blk.adopt_certified_norm(bound)
+        return True
+
+    def forget_verification(self) -> None:
+        for blk in self.net.blocks:
+            blk._certified = None
 
 
 class AveragedDenoiser(NonexpansiveDenoiser):
@@ -229,6 +284,9 @@ class AveragedDenoiser(NonexpansiveDenoiser):
 
     def certified_alpha(self) -> float:
         return relax_alpha(self.net.certified_alpha(), self.effective_theta())
+
+    def relaxation(self) -> float:
+        return self.effective_theta()
 
 
 def _interp(sig: torch.Tensor, sigmas, thetas) -> torch.Tensor:

@@ -46,14 +46,12 @@ import torch
 from operators._io import check_output_path, write_atomic
 
 from .certificate import certify
-from .registry import build_model
+from .registry import MODELS, architecture_of, build_model
 
 __all__ = ["export_weights", "load_weights", "state_digest", "WeightsError", "verification_cache_path"]
 
 FORMAT, VERSION = "pnp-stable-weights", 1
 _TRAINING_ONLY = ("power_vectors", "norm_estimate")
-# Registry names of the architectures that carry a certificate; the others are baselines.
-_CERTIFIED = ("averaged", "nonexpansive")
 
 
 class WeightsError(ValueError):
@@ -78,26 +76,19 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def _spec(model) -> tuple[str, dict]:
-    from .baselines import DnCNN
-    from .models import AveragedDenoiser, NonexpansiveDenoiser
-
-    if isinstance(model, AveragedDenoiser):
-        config = dict(model.net.config, theta=model.theta, target_alpha=model.target_alpha)
-        if model.strength is not None:
-            config["strength"] = [list(model.strength[0]), list(model.strength[1])]
-        return "averaged", config
-    if isinstance(model, NonexpansiveDenoiser):
-        return "nonexpansive", dict(model.net.config)
-    if isinstance(model, DnCNN):
-        return "dncnn", dict(model.config)
-    raise TypeError(f"export_weights takes a pnp-stable denoiser or the DnCNN baseline; got {type(model).__name__}")
+    try:
+        arch = architecture_of(model)
+    except TypeError as exc:
+        raise TypeError(f"export_weights takes a registered pnp-stable model; {exc}") from None
+    return arch.name, arch.config(model)
 
 
 def _certified_record(model) -> dict:
     cert = certify(model, empirical=False)
     return {"alpha": cert.alpha, "lipschitz_bound": cert.lipschitz_bound, "theta": cert.theta,
             "layer_norm_bounds": [lc.norm_bound for lc in cert.layers],
-            "schedules": [[lc.substeps, lc.step, lc.scale] for lc in cert.layers], "method": cert.method}
+            "schedules": [[lc.substeps, lc.step, lc.scale] for lc in cert.layers], "method": cert.method,
+            "details": cert.details}
 
 
 def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = None, overwrite: bool = False) -> Path:
@@ -114,10 +105,9 @@ def export_weights(model, path: str | os.PathLike, *, metadata: dict | None = No
     """
     path = check_output_path(path, overwrite)
     name, config = _spec(model)
-    certified = name in _CERTIFIED
+    certified = MODELS[name].certified
     if certified:
-        for blk in model.net.blocks:
-            blk.certified_norm()  # record the certified bounds in the norm_bound buffers
+        model.verification_state()  # computes the certified quantities the state records (e.g. norm_bound buffers)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] not in _TRAINING_ONLY}
     record = {
         "format": FORMAT,
@@ -160,7 +150,8 @@ def _cache_key(rec: dict) -> str:
         version = "unknown"
     here = Path(__file__).resolve().parent
     code = hashlib.sha256()
-    for name in ("spectral.py", "blocks.py", "certificate.py", "averaged.py", "integrators.py", "activations.py", "models.py"):
+    for name in ("spectral.py", "blocks.py", "certificate.py", "averaged.py", "integrators.py", "activations.py", "models.py",
+                 "lben.py", "registry.py"):
         code.update((here / name).read_bytes())
     text = json.dumps([rec["sha256"], rec["model"], rec["config"], version, torch.__version__, code.hexdigest()],
                       sort_keys=True, default=str)
@@ -190,21 +181,12 @@ def _remember(key: str, bounds: list, alpha: float) -> None:
 
 
 def _adopt_cached(model, rec: dict, key: str) -> dict | None:
-    """Install the cached bounds of a verified file, if the cache has them and they match the file's."""
+    """Install the cached certified state of a verified file, if the cache has one that fits."""
     if os.environ.get("PNP_STABLE_NO_CACHE"):
         return None
-    from .spectral import ConvNormBound
-
     entry = _read_cache().get(key)
-    blocks = list(model.net.blocks)
-    try:
-        bounds = [ConvNormBound(float(v), float(g), float(s), int(m)) for v, g, s, m in entry["bounds"]]
-    except (TypeError, KeyError, ValueError):
+    if not isinstance(entry, dict) or not model.adopt_verification_state(entry.get("bounds")):
         return None
-    if len(bounds) != len(blocks):
-        return None
-    for blk, bound in zip(blocks, bounds):
-        blk.adopt_certified_norm(bound)
     return entry
 
 
@@ -213,6 +195,10 @@ def _check_certificate(model, stored: dict, path) -> dict:
     now = _certified_record(model)
     if abs(now["alpha"] - stored.get("alpha", float("nan"))) > 1e-9 or not now["alpha"] <= 1:
         raise WeightsError(f"{path}: recomputed certificate alpha {now['alpha']:.9f} differs from the stored {stored.get('alpha')}")
+    # Files written before the Lipschitz bound was compared stored 1.0 for every model.
+    if abs(now["lipschitz_bound"] - stored.get("lipschitz_bound", now["lipschitz_bound"])) > 1e-9:
+        raise WeightsError(f"{path}: recomputed Lipschitz bound {now['lipschitz_bound']:.9f} differs from the stored "
+                           f"{stored.get('lipschitz_bound')}")
     if [s[0] for s in now["schedules"]] != [s[0] for s in stored.get("schedules", [])] or any(
         abs(a - b) > 1e-12 * b for s, s0 in zip(now["schedules"], stored["schedules"]) for a, b in zip(s[1:], s0[1:])
     ):
@@ -277,7 +263,7 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False, use_ca
         raise WeightsError(f"{path}: the weights do not match the architecture ({exc})") from None
     model.eval()
     stored = rec["certificate"]
-    if rec["model"] not in _CERTIFIED:
+    if not MODELS[rec["model"]].certified:
         if stored is not None:
             raise WeightsError(f"{path}: a {rec['model']!r} model has no certificate, yet the file claims one")
         return (model, rec) if return_record else model
@@ -290,14 +276,12 @@ def load_weights(path: str | os.PathLike, *, return_record: bool = False, use_ca
             _check_certificate(model, stored, path)
         except WeightsError:
             cached = None  # a damaged or foreign cache entry: verify in full below
-            for blk in model.net.blocks:
-                blk._certified = None
+            model.forget_verification()
     if cached is None:
-        for blk in model.net.blocks:
-            blk.certified_norm()  # certify this instance, so copies (including certify's own) reuse the bounds
+        state = model.verification_state()  # certify this instance, so copies (including certify's own) reuse it
         now = _check_certificate(model, stored, path)
-        bounds = [[b.value, b.grid_max, b.slack, b.grid] for b in (blk.certified_norm() for blk in model.net.blocks)]
-        _remember(key, bounds, now["alpha"])
+        if state is not None:
+            _remember(key, state, now["alpha"])
         model.verification = {"source": "computed in float64 now", "key": key}
     else:
         model.verification = {"source": f"verification cache ({verification_cache_path()}), computed in float64 on "

@@ -275,7 +275,7 @@ def load(path: str | Path) -> np.ndarray:
 
 
 _SPEC_HELP = (
-    "kernel specs: 'gaussian:STD', 'gaussian:STD_Y,STD_X', 'box:SIZE', 'disk:RADIUS', "
+    "kernel specs: 'gaussian:STD', 'gaussian:STD_Y,STD_X', 'gaussian:STD,size=SIDE', 'box:SIZE', 'disk:RADIUS', "
     "'motion:LENGTH,ANGLE_DEG', 'levin:1..8', 'file:PATH'"
 )
 
@@ -283,10 +283,16 @@ _SPEC_HELP = (
 def parse(spec: str) -> np.ndarray:
     """Build a kernel from a command-line string such as ``gaussian:1.6`` or ``levin:3``.
 
+    A Gaussian takes its side as ``size=SIDE`` after the standard deviation(s): the
+    GS-PnP deblurring protocol blurs with a 25 x 25 Gaussian of std 1.6
+    (``gaussian:1.6,size=25``), wider than the default ``2 ceil(3 std) + 1 = 11``.
+
     Examples
     --------
     >>> parse("motion:15,45").shape
     (17, 17)
+    >>> parse("gaussian:1.6,size=25").shape
+    (25, 25)
     >>> parse("blob:3")
     Traceback (most recent call last):
     ...
@@ -298,8 +304,14 @@ def parse(spec: str) -> np.ndarray:
     family = family.strip().lower()
     if family == "file":
         return load(args)
+    parts = [a.strip() for a in args.split(",")] if args.strip() else []
+    options = dict(p.split("=", 1) for p in parts if "=" in p)
+    options = {k.strip().lower(): v for k, v in options.items()}
+    if set(options) - {"size"} or (options and family != "gaussian"):
+        raise ValueError(f"kernel spec {spec!r} has an unknown option; only 'gaussian' takes one (size=SIDE); {_SPEC_HELP}")
     try:
-        values = [float(a) for a in args.split(",")] if args.strip() else []
+        values = [float(a) for a in parts if "=" not in a]
+        size = float(options["size"]) if "size" in options else None
     except ValueError:
         raise ValueError(f"kernel spec {spec!r} has non-numeric arguments; {_SPEC_HELP}") from None
     arity = {"gaussian": (1, 2), "box": (1,), "disk": (1,), "motion": (2,), "levin": (1,)}
@@ -308,7 +320,7 @@ def parse(spec: str) -> np.ndarray:
     if len(values) not in arity[family]:
         raise ValueError(f"kernel spec {spec!r} has {len(values)} argument(s); {_SPEC_HELP}")
     if family == "gaussian":
-        return gaussian(values[0] if len(values) == 1 else (values[0], values[1]))
+        return gaussian(values[0] if len(values) == 1 else (values[0], values[1]), size=size)
     if family == "box":
         return box(values[0])
     if family == "disk":

@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt)")
     tr.add_argument("train_dir", help="folder of training images (never a test set)")
     tr.add_argument("-o", "--out", required=True, help="run folder: checkpoint, log, config")
-    tr.add_argument("--model", default="averaged", help="averaged, nonexpansive, or a baseline: dncnn, spectral-resnet (default: %(default)s)")
+    tr.add_argument("--model", default="averaged",
+                    help="averaged, nonexpansive (gradient-flow blocks), lben (equilibrium network), or a baseline: dncnn, "
+                         "spectral-resnet (default: %(default)s)")
     tr.add_argument("--channels", type=int, default=1, choices=(1, 3))
     tr.add_argument("--sigma", type=_level, default=25 / 255, help="noise level in [0, 1] units, e.g. 0.1 or 25/255")
     tr.add_argument("--sigma-max", type=_level, default=None, help="upper end of a noise range")
@@ -58,12 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--activation", default="leaky_relu")
     tr.add_argument("--margin", type=float, default=0.95)
     tr.add_argument("--max-substeps", type=int, default=None)
+    tr.add_argument("--hidden", type=int, default=16, help="lben: hidden channels of the equilibrium (default: %(default)s)")
+    tr.add_argument("--gamma", type=float, default=1.0, help="lben: the Lipschitz bound it is built with (default: %(default)s)")
+    tr.add_argument("--monotonicity", type=float, default=0.5, help="lben: the LMI margin m > 0 (default: %(default)s)")
+    tr.add_argument("--leak", type=float, default=0.0, help="lben: LeakyReLU slope in [0, 1) (default: %(default)s, ReLU)")
+    tr.add_argument("--pad", type=int, default=4, help="lben: zero margin around the image (default: %(default)s)")
+    tr.add_argument("--eq-tol", type=float, default=1e-4, help="lben: equilibrium tolerance (default: %(default)s)")
+    tr.add_argument("--eq-max-iter", type=int, default=200, help="lben: equilibrium iteration cap (default: %(default)s)")
     tr.add_argument("--noise-knots", default=None, metavar="LEVELS",
                     help="condition the blocks' biases on the noise level, learned at these levels, comma separated "
                          "(e.g. 0,10/255,25/255,50/255); the certificate does not depend on them")
     tr.add_argument("--theta", type=float, default=None,
-                    help="averaged models: train D = (1 - theta) I + theta N end to end (e.g. 0.5, so that D is "
-                         "firmly non-expansive for PnP-ADMM); default: the network alone")
+                    help="averaged and lben models: train D = (1 - theta) I + theta N end to end (e.g. 0.5, so that D is "
+                         "firmly non-expansive for PnP-ADMM); default: the network alone (averaged), 0.99 (lben)")
     tr.add_argument("--patch", type=int, default=48)
     tr.add_argument("--batch-size", type=int, default=32)
     tr.add_argument("--steps", type=int, default=2000)
@@ -265,17 +274,21 @@ def _level(text: str) -> float:
 def _run_train(args: argparse.Namespace) -> int:
     from denoisers.training import TrainConfig, train
 
-    model_kwargs = dict(width=args.width, depth=args.depth)
+    if args.model == "lben":
+        model_kwargs = dict(hidden=args.hidden, gamma=args.gamma, monotonicity=args.monotonicity, leak=args.leak, pad=args.pad,
+                            tol=args.eq_tol, max_iter=args.eq_max_iter)
+    else:
+        model_kwargs = dict(width=args.width, depth=args.depth)
     if args.model in ("averaged", "nonexpansive"):  # the baselines have no flow options
         model_kwargs.update(integrator=args.integrator, activation=args.activation, margin=args.margin, max_substeps=args.max_substeps)
-        if args.noise_knots:
-            try:
-                model_kwargs["noise_knots"] = [_level(v) for v in args.noise_knots.split(",")]
-            except argparse.ArgumentTypeError as exc:
-                raise ValueError(f"--noise-knots: {exc}") from None
+    if args.noise_knots and args.model in ("averaged", "nonexpansive", "lben"):
+        try:
+            model_kwargs["noise_knots"] = [_level(v) for v in args.noise_knots.split(",")]
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"--noise-knots: {exc}") from None
     if args.theta is not None:
-        if args.model != "averaged":
-            raise ValueError(f"--theta relaxes an averaged model; got --model {args.model}")
+        if args.model not in ("averaged", "lben"):
+            raise ValueError(f"--theta relaxes an averaged or lben model; got --model {args.model}")
         model_kwargs["theta"] = args.theta
     cfg = TrainConfig(
         train_dir=args.train_dir, out_dir=args.out, channels=args.channels, model=args.model, model_kwargs=model_kwargs,

@@ -74,9 +74,10 @@ def certified_alpha(denoiser) -> float | None:
     True
     """
     fn = getattr(denoiser, "certified_alpha", None)
-    if fn is None:
+    value = fn() if fn is not None else None
+    if value is None:  # no method, or a wrapper whose inner denoiser carries no certificate
         return None
-    alpha = float(fn())
+    alpha = float(value)
     if not (0 < alpha <= 1):
         raise ValueError(f"the denoiser reports a certified alpha of {alpha}; expected a number in (0, 1]")
     return alpha

@@ -268,6 +268,38 @@ def test_deblur_chunks_table_every_recorded_method_and_survive_a_cut_record(benc
     assert len(qd.load_runs(record)) == 3  # 2 from the first chunk, 1 new tikhonov run: none lost to the cut line
 
 
+def test_gspnp_protocol_runs_ten_kernels_on_centre_crops_in_a_section_of_its_own(bench, tmp_path, monkeypatch, capsys):
+    """Kernels 9 (box 9x9) and 10 (25x25 Gaussian) join the Levin ones, on centre crops; the
+    table gives Levin-only and all-kernel means; crop runs never stand in for whole-image ones."""
+    from skimage import io
+
+    qd = bench("quality_deblur")
+    (tmp_path / "set12").mkdir()
+    io.imsave(tmp_path / "set12" / "0.png", np.random.default_rng(0).integers(0, 256, (40, 44), dtype=np.uint8),
+              check_contrast=False)
+    record, sections = tmp_path / "runs.jsonl", {}
+    monkeypatch.setattr(qd, "write_section", lambda name, body, path=None: sections.setdefault(name, body))
+
+    def run(*extra: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["quality_deblur.py", "--data", str(tmp_path), "--sets", "set12", "--levels", "12.75",
+                                          "--methods", "tikhonov", "--runs", str(record), *extra])
+        qd.main()
+        return capsys.readouterr().out
+
+    out = run("--protocol", "gspnp", "--kernels", "1,9,10", "--crop", "32")
+    runs = qd.load_runs(record)
+    assert [(r["kernel"], r["crop"]) for r in runs] == [(1, 32), (9, 32), (10, 32)]
+    assert list(sections) == ["deblurring-set12-gspnp"] and "box:9, gaussian:1.6,size=25" in out
+    levin_row = next(line for line in out.splitlines() if line.startswith("| set12 | 12.75 | tikhonov | ") and line.count("|") == 6)
+    levin, every = (float(cell.split("(")[0]) for cell in levin_row.split("|")[4:6])
+    assert levin == pytest.approx(runs[0]["psnr"], abs=0.006)
+    assert every == pytest.approx(np.mean([r["psnr"] for r in runs]), abs=0.006)
+    run("--kernels", "1")  # whole images: a new run, not the crop's
+    assert [r.get("crop") for r in qd.load_runs(record)] == [32, 32, 32, None]
+    with pytest.raises(SystemExit):
+        run("--kernels", "0,11")
+
+
 def test_allocator_benchmark_child_times_one_deblur(bench):
     import platform
 

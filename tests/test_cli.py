@@ -135,6 +135,38 @@ def test_train_then_certify_from_the_command_line(tmp_path, capsys):
     assert json.loads((tmp_path / "c.json").read_text())["alpha"] < 1
 
 
+def test_lben_trains_exports_certifies_and_deblurs_from_the_command_line(tmp_path, capsys):
+    """The equilibrium architecture goes through the same commands as the gradient-flow one."""
+    from skimage import data, io
+
+    from denoisers.lben import LBENDenoiser
+    from denoisers.weights import load_weights
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    run = tmp_path / "run"
+    assert main(["train", str(imgs), "-o", str(run), "--model", "lben", "--hidden", "3", "--theta", "0.5", "--noise-knots",
+                 "0,50/255", "--patch", "16", "--batch-size", "2", "--steps", "2", "--val-split", "1", "--val-every", "2",
+                 "--no-progress"]) == 0
+    kwargs = json.loads((run / "config.json").read_text())["model_kwargs"]
+    assert kwargs["hidden"] == 3 and kwargs["theta"] == 0.5 and kwargs["noise_knots"] == [0.0, 50 / 255]
+    w = tmp_path / "lben.pt"
+    assert main(["export", str(run), "-o", str(w)]) == 0
+    model = load_weights(w)
+    assert isinstance(model, LBENDenoiser) and model.certified_alpha() == 0.5
+    capsys.readouterr()
+    assert main(["certify", str(w), "--json", str(tmp_path / "c.json")]) == 0
+    assert "schur_min_eig" in capsys.readouterr().out
+    cert = json.loads((tmp_path / "c.json").read_text())
+    assert cert["alpha"] == 0.5 and cert["empirical"]["pair_alpha"] <= 0.5
+    out = tmp_path / "restored.png"
+    assert main(["deblur", str(imgs / "0.png"), "-o", str(out), "--kernel", "box:3", "--noise", "0.01", "--denoiser", str(w),
+                 "--solver", "pnp-admm", "--sigma", "0.02", "--step", "1", "--max-iter", "5", "--no-progress"]) == 0
+    assert out.is_file()
+
+
 def test_train_theta_trains_the_relaxed_denoiser_end_to_end(tmp_path, capsys):
     from skimage import data, io
 
@@ -153,7 +185,7 @@ def test_train_theta_trains_the_relaxed_denoiser_end_to_end(tmp_path, capsys):
     assert model.theta == 0.5 and model.certified_alpha() <= 0.5
     capsys.readouterr()
     assert main(base + ["-o", str(tmp_path / "d"), "--model", "dncnn", "--theta", "0.5"]) == 2
-    assert "--theta relaxes an averaged model" in capsys.readouterr().err
+    assert "--theta relaxes an averaged or lben model" in capsys.readouterr().err
     assert main(base + ["-o", str(tmp_path / "e"), "--device", "gpu0"]) == 2
     assert "torch device" in capsys.readouterr().err
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+
 from denoisers import ChannelwiseDenoiser, GradientFlowNet, AveragedDenoiser, available_pretrained, default_pretrained, load_pretrained
 from denoisers import pretrained as pretrained_mod
+from denoisers.certificate import certify
 from denoisers.weights import WeightsError
 
 NAME = "gray-averaged-s25"
@@ -123,9 +125,14 @@ def test_channelwise_wrapper_matches_per_channel_and_keeps_alpha():
 def test_channelwise_wrapper_of_an_uncertified_denoiser_has_no_certificate():
     from denoisers.baselines import DnCNN
 
+    from denoisers.certificate import is_certified
+    from pnp_stable.solvers import certified_alpha
+
     colour = ChannelwiseDenoiser(DnCNN(1, width=4, depth=2).eval())
-    # Solvers look the certificate up with getattr(..., None): absent, not an error.
-    assert getattr(colour, "certified_alpha", None) is None
+    # The protocol's answer is None (no certificate), not an error; solvers run it uncertified.
+    assert colour.certified_alpha() is None and certified_alpha(colour) is None and not is_certified(colour)
+    with pytest.raises(TypeError, match="certify takes a certified"):
+        certify(colour)
     assert colour(torch.rand(1, 3, 8, 8), 0.1).shape == (1, 3, 8, 8)
 
 

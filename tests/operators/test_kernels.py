@@ -147,6 +147,8 @@ def test_family_argument_errors(call, match):
         ("motion:15,45", kernels.motion(15, 45)),
         ("levin:3", kernels.levin(3)),
         (" Levin:3", kernels.levin(3)),
+        ("gaussian:1.6,size=25", kernels.gaussian(1.6, size=25)),
+        ("gaussian:2,0.5, size=9", kernels.gaussian((2.0, 0.5), size=9)),
     ],
 )
 def test_parse_specs(spec, expected):
@@ -162,11 +164,23 @@ def test_parse_specs(spec, expected):
         ("motion:15", "1 argument"),
         ("box:", "0 argument"),
         (3.0, "cannot parse"),
+        ("gaussian:1.6,size=a", "non-numeric"),
+        ("gaussian:1.6,side=25", "unknown option"),
+        ("box:9,size=9", "unknown option"),
     ],
 )
 def test_parse_errors(spec, match):
     with pytest.raises(ValueError, match=match):
         kernels.parse(spec)
+
+
+def test_wide_gaussian_is_the_default_one_with_its_tail():
+    # The GS-PnP protocol's 25 x 25 Gaussian: the default 11 x 11 kernel, renormalised, is its
+    # centre; the rest is the tail beyond 3 std (a little over 0.1 % of the mass at std 1.6).
+    wide, narrow = kernels.parse("gaussian:1.6,size=25"), kernels.gaussian(1.6)
+    centre = wide[7:18, 7:18]
+    np.testing.assert_allclose(centre / centre.sum(), narrow, rtol=1e-12)
+    assert 1e-4 < 1 - centre.sum() < 1e-2
 
 
 def test_load_formats(tmp_path):

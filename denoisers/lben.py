@@ -1,0 +1,536 @@
+r"""Lipschitz bounded equilibrium networks (Revay, Wang and Manchester) as certified denoisers.
+
+The network maps an image ``x`` to ``y = W_o z + D x + b_y`` through the equilibrium
+
+.. math:: z = \sigma(W z + U x + b),
+
+with ``sigma`` a LeakyReLU of slope ``a`` in [0, 1) (``a = 0``: ReLU) and every linear map a
+circular convolution on the image grid (``U``: image to ``n`` hidden channels, ``W_o``: back,
+``D = diag(d)`` one scalar per image channel).
+
+Lipschitz bound by construction
+-------------------------------
+Slopes in [0, 1] give, for two inputs, :math:`\Delta z_i (\Delta v_i - \Delta z_i) \ge 0` with
+:math:`v = W z + U x + b`.  Weighted by a positive diagonal :math:`\Lambda` (one weight per
+hidden *channel*, so the model is not tied to an image size), this shows
+:math:`\|\Delta y\| \le \gamma \|\Delta x\|` as soon as
+
+.. math::
+
+    \begin{bmatrix} 2\Lambda - \Lambda W - W^T\Lambda - W_o^T W_o/\gamma & -\Lambda U - W_o^T D/\gamma \\
+    \cdot & \gamma I - D^2/\gamma \end{bmatrix} \succeq 0
+
+(the LBEN LMI extended by the feed-through ``D``; it needs :math:`|d_c| < \gamma`).  With
+:math:`Q = \gamma I - D^2/\gamma`, :math:`R = \Lambda U + W_o^T D/\gamma` and the free
+parameters ``V``, ``S`` (convolutions) and a margin ``m > 0``, the network *defines*
+
+.. math::
+
+    H = W_o^T W_o/\gamma + R Q^{-1} R^T + V^T V + m I, \qquad
+    K = \Lambda (I - W) = H/2 + S - S^T,
+
+so that the Schur complement of the LMI equals :math:`V^T V + m I \succeq m I` for every value
+of the parameters: no projection, no power iteration.  The identity holds frequency by
+frequency, so the bound holds on every grid, hence for every image size; :meth:`LBENNet.certificate`
+checks it in float64 on a grid (and the preconditions ``m > 0``, ``Lambda > 0``, ``|d| < gamma``).
+
+Equilibrium solve (certified convergence)
+-----------------------------------------
+LeakyReLU is positively homogeneous, so :math:`\zeta = \Lambda^{1/2} z` solves the same kind of
+equilibrium with :math:`\tilde K = \Lambda^{-1/2} K \Lambda^{-1/2}`, whose symmetric part is
+at least :math:`\mu = (m/2) \min_i \Lambda_{ii}^{-1}`: the inclusion
+:math:`0 \in \tilde K \zeta - c + \partial f(\zeta)` (``sigma = prox_f``) is strongly monotone
+and Peaceman-Rachford splitting converges for every step ``alpha > 0``.  Every operator is
+block circulant, so its resolvent :math:`(I + \alpha \tilde K)^{-1}` is one ``n x n`` inverse per
+frequency, applied through the FFT.
+
+A truncated solve is honest: from the last iterate :math:`\zeta` and one more step
+:math:`\zeta^+ = \sigma((I - \tilde K)\zeta + c)`, the slope inequality gives
+:math:`\|\zeta^+ - \zeta^\star\| \le \|(I - \tilde K)(\zeta - \zeta^+)\| / \mu`, mapped to the
+output through the exact grid norm of :math:`W_o \Lambda^{-1/2}` (:attr:`EquilibriumReport.error_bound`).
+
+Gradients
+---------
+Implicit differentiation: the output is one tracked step from the (detached) equilibrium,
+and a hook replaces its incoming gradient ``g`` by :math:`(I - J_f^T)^{-1} g`, solved by the
+same splitting on the transposed problem (memory independent of the iteration count).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from deepinv.models import Denoiser
+from torch import nn
+
+from operators._checks import check_image_batch
+
+from .certificate import Certificate, CertifiedDenoiser
+
+__all__ = ["LBENNet", "LBENDenoiser", "EquilibriumReport", "EquilibriumNotReached", "conv_symbol", "circular_conv"]
+
+#: Relative float64 allowance in the LMI check (rounding of the per-frequency products).
+_LMI_ROUNDING = 1e-9
+
+
+class EquilibriumNotReached(RuntimeError):
+    """The equilibrium solve stopped at ``max_iter`` above its tolerance (``strict=True``)."""
+
+
+@dataclass(frozen=True)
+class EquilibriumReport:
+    """How the last forward pass solved its equilibrium (one entry per sample).
+
+    Attributes
+    ----------
+    iterations : list of int
+        Peaceman-Rachford iterations until the relative change fell below ``tol``
+        (``max_iter`` when it did not).
+    relative_change : list of float
+        Last relative change of the iterate.
+    converged : list of bool
+    error_bound : list of float
+        Certified upper bound of ``||y - y*||`` (Euclidean, whole image) between the returned
+        output and the exact equilibrium's output.
+    """
+
+    iterations: list
+    relative_change: list
+    converged: list
+    error_bound: list
+
+
+def circular_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Circular ("periodic") cross-correlation, the operator whose symbol :func:`conv_symbol` gives.
+
+    Examples
+    --------
+    >>> x = torch.zeros(1, 1, 5, 5); x[0, 0, 0, 0] = 1
+    >>> w = torch.arange(9.).reshape(1, 1, 3, 3)
+    >>> y = circular_conv(x, w)
+    >>> y[0, 0, -1, -1].item(), y[0, 0, 1, 0].item()  # the impulse wraps around to the far corner
+    (8.0, 1.0)
+    """
+    r = weight.shape[-1] // 2
+    return F.conv2d(F.pad(x, (r, r, r, r), mode="circular"), weight)
+
+
+def conv_symbol(weight: torch.Tensor, size: tuple[int, int], *, full: bool = False) -> torch.Tensor:
+    """Per-frequency matrices of a circular convolution on an ``H x W`` grid.
+
+    Parameters
+    ----------
+    weight : torch.Tensor
+        ``(out, in, k, k)`` with ``k`` odd and at most the grid size.
+    size : (int, int)
+        Grid ``(H, W)``.
+    full : bool
+        All ``H W`` frequencies (``fft2`` order) instead of the ``H (W // 2 + 1)`` of ``rfft2``.
+
+    Returns
+    -------
+    torch.Tensor
+        Complex ``(F, out, in)``: :func:`circular_conv` acts on ``rfft2(x)`` (flattened) as a
+        batched matrix product.
+
+    Examples
+    --------
+    >>> w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    >>> x = torch.randn(1, 3, 6, 8, dtype=torch.float64)
+    >>> A = conv_symbol(w, (6, 8))
+    >>> y = torch.fft.irfft2(torch.einsum("foi,bif->bof", A, torch.fft.rfft2(x).flatten(-2)).unflatten(-1, (6, 5)), s=(6, 8))
+    >>> torch.allclose(y, circular_conv(x, w))
+    True
+    """
+    out_c, in_c, k, k2 = weight.shape
+    H, W = size
+    if k != k2 or k % 2 == 0 or k > min(H, W):
+        raise ValueError(f"need an odd square kernel no larger than the grid; got {tuple(weight.shape[-2:])} on {H}x{W}")
+    img = weight.new_zeros(out_c, in_c, H, W)
+    img[..., :k, :k] = weight
+    img = torch.roll(img, shifts=(-(k // 2), -(k // 2)), dims=(-2, -1))
+    # Cross-correlation by w is multiplication by sum_t w_t e^{+i w.t}: the conjugate of the
+    # DFT of the kernel placed at offsets t (w is real).
+    sym = (torch.fft.fft2(img) if full else torch.fft.rfft2(img)).conj()
+    return sym.flatten(-2).permute(2, 0, 1)
+
+
+def _apply(op: torch.Tensor, xh: torch.Tensor) -> torch.Tensor:
+    """Per-frequency matrices ``(F, o, i)`` on spectra ``(B, i, F)``."""
+    # One batched matrix product over frequencies, on a contiguous (F, i, B) copy: several
+    # times faster on the CPU than einsum over the strided layout.
+    return torch.matmul(op, xh.permute(2, 1, 0).contiguous()).permute(2, 1, 0)
+
+
+@dataclass
+class _Operators:
+    """Per-frequency operators of one grid (see the module notes for the symbols)."""
+
+    size: tuple[int, int]
+    K: torch.Tensor  # (F, n, n): the scaled K~
+    Minv: torch.Tensor  # (F, n, n): (I + alpha K~)^{-1}
+    Uz: torch.Tensor  # (F, n, c): Lambda^{1/2} U
+    Oz: torch.Tensor  # (F, c, n): W_o Lambda^{-1/2}
+    sqrt_lam: torch.Tensor  # (n,)
+    out_norm: float  # exact grid norm of W_o Lambda^{-1/2}
+    key: tuple
+
+
+class LBENNet(nn.Module):
+    r"""Fully convolutional LBEN with feed-through, ``gamma``-Lipschitz by construction.
+
+    Parameters
+    ----------
+    channels : int
+        Image channels.
+    hidden : int
+        Hidden channels ``n`` of the equilibrium.
+    kernel_size : int
+        Odd size of every convolution.
+    gamma : float
+        The Lipschitz bound (in (0, 1] for a PnP denoiser).
+    monotonicity : float
+        The margin ``m > 0`` of the LMI (larger: faster solves, a stiffer model).
+    leak : float
+        LeakyReLU slope in [0, 1) (0: ReLU).
+    pr_step : float
+        Peaceman-Rachford step ``alpha > 0`` (convergence holds for any; speed depends on it).
+    pad : int
+        Zero margin added around the image before the (circular) equilibrium and cropped
+        after: keeps the far sides of the image apart, and the bound (zero padding is an
+        isometry, cropping non-expansive).
+    tol, max_iter : float, int
+        Stop when the relative change of the iterate is below ``tol`` for every sample.
+    strict : bool
+        Raise :class:`EquilibriumNotReached` when ``max_iter`` ends above ``tol`` (else warn
+        and report the certified error bound of the truncated solve).
+    noise_knots : sequence of float, optional
+        Condition the bias ``b`` on the noise level (a table learned at these levels; the
+        bias does not enter the bound, so it holds for every level).
+
+    Examples
+    --------
+    >>> net = LBENNet(1, hidden=4).eval()
+    >>> x = torch.rand(2, 1, 12, 12)
+    >>> y = net(x)
+    >>> y.shape, net.certified_lipschitz()
+    (torch.Size([2, 1, 12, 12]), 1.0)
+    >>> bool((net(x[:1]) - net(x[1:])).norm() <= (x[0] - x[1]).norm() + sum(net.last_report.error_bound))
+    True
+    """
+
+    def __init__(self, channels: int = 1, hidden: int = 16, kernel_size: int = 3, *, gamma: float = 1.0,
+                 monotonicity: float = 0.5, leak: float = 0.0, pr_step: float = 1.0, pad: int = 4,
+                 tol: float = 1e-4, max_iter: int = 200, strict: bool = True, noise_knots=None):
+        super().__init__()
+        checks = [
+            (channels >= 1 and hidden >= 1, f"need channels >= 1 and hidden >= 1; got {channels}, {hidden}"),
+            (kernel_size >= 1 and kernel_size % 2 == 1, f"kernel_size must be odd and positive; got {kernel_size}"),
+            (math.isfinite(gamma) and gamma > 0, f"gamma must be a positive finite number; got {gamma!r}"),
+            (math.isfinite(monotonicity) and monotonicity > 0, f"monotonicity (the LMI margin m) must be > 0; got {monotonicity!r}"),
+            (0 <= leak < 1, f"leak must lie in [0, 1) (the activation's slopes must lie in [0, 1]); got {leak!r}"),
+            (math.isfinite(pr_step) and pr_step > 0, f"pr_step must be > 0; got {pr_step!r}"),
+            (pad >= 0, f"pad must be >= 0; got {pad!r}"),
+            (tol > 0 and max_iter >= 1, f"need tol > 0 and max_iter >= 1; got {tol!r}, {max_iter!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        c, n, k = int(channels), int(hidden), int(kernel_size)
+        self.channels, self.hidden, self.kernel_size = c, n, k
+        self.gamma, self.monotonicity, self.leak = float(gamma), float(monotonicity), float(leak)
+        self.pr_step, self.pad, self.tol, self.max_iter, self.strict = float(pr_step), int(pad), float(tol), int(max_iter), bool(strict)
+        scale = 1.0 / math.sqrt(n * k * k)
+        self.U = nn.Parameter(torch.randn(n, c, k, k) * scale)
+        self.Wo = nn.Parameter(torch.randn(c, n, k, k) * scale)
+        self.V = nn.Parameter(torch.randn(n, n, k, k) * scale)
+        self.S = nn.Parameter(torch.randn(n, n, k, k) * scale * 0.1)
+        #: log of Psi = Lambda^{-1}, one per hidden channel (Lambda > 0 for every value).
+        self.log_psi = nn.Parameter(torch.zeros(n))
+        #: Feed-through d = gamma tanh(raw), |d| < gamma by construction (raw clamped so that
+        #: tanh never rounds to 1).
+        self.d_raw = nn.Parameter(torch.full((c,), 0.5))
+        self.bias = nn.Parameter(torch.zeros(n))
+        self.out_bias = nn.Parameter(torch.zeros(c))
+        self.conditioning = None
+        if noise_knots is not None:
+            from .conditioning import NoiseConditioning
+
+            self.conditioning = NoiseConditioning(noise_knots, 1, n)
+        self.config = dict(channels=c, hidden=n, kernel_size=k, gamma=self.gamma, monotonicity=self.monotonicity,
+                           leak=self.leak, pr_step=self.pr_step, pad=self.pad, tol=self.tol, max_iter=self.max_iter)
+        if noise_knots is not None:
+            self.config["noise_knots"] = [float(v) for v in noise_knots]
+        self._cache: _Operators | None = None
+        self.last_report: EquilibriumReport | None = None
+
+    # -- parameters in their constrained form -------------------------------------------
+    def feedthrough(self) -> torch.Tensor:
+        """``d`` (one per image channel), ``|d| < gamma``."""
+        return self.gamma * torch.tanh(self.d_raw.clamp(-8.0, 8.0))
+
+    def lambdas(self) -> torch.Tensor:
+        """The LMI's diagonal weights ``Lambda`` (one per hidden channel), positive."""
+        return torch.exp(-self.log_psi)
+
+    # -- operators ---------------------------------------------------------------------------
+    def _symbols(self, size, dtype, *, full: bool = False):
+        """Per-frequency ``U, W_o, V, S`` and the derived ``K = Lambda (I - W)``, ``R``, ``Q``."""
+        cast = {"dtype": dtype}
+        U, Wo, V, S = (conv_symbol(p.to(**cast), size, full=full) for p in (self.U, self.Wo, self.V, self.S))
+        lam = self.lambdas().to(**cast)
+        d = self.feedthrough().to(**cast)
+        g, m = self.gamma, self.monotonicity
+        q = g - d * d / g  # (c,), positive since |d| < gamma
+        WoH = Wo.mH
+        R = lam[:, None].to(U.dtype) * U + WoH * (d / g).to(U.dtype)  # Lambda U + W_o^T D / gamma
+        eye = torch.eye(self.hidden, dtype=U.dtype, device=U.device)
+        H = WoH @ Wo / g + (R / q.to(U.dtype)) @ R.mH + V.mH @ V + m * eye
+        K = H / 2 + S - S.mH
+        return dict(U=U, Wo=Wo, R=R, q=q, K=K, lam=lam, d=d)
+
+    def _param_version(self) -> tuple:
+        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def operators(self, size: tuple[int, int], dtype: torch.dtype = torch.float32) -> _Operators:
+        """The operators of the padded grid ``size``; cached while the weights do not change and
+        no gradient is taken (inference), rebuilt (and differentiable) otherwise."""
+        key = (tuple(size), dtype, self.U.device, self._param_version())
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if not grad and self._cache is not None and self._cache.key == key:
+            return self._cache
+        sym = self._symbols(size, dtype)
+        s = torch.exp(self.log_psi.to(dtype) / 2)  # Lambda^{-1/2}
+        sc = s.to(sym["K"].dtype)
+        Kt = sc[:, None] * sym["K"] * sc[None, :]
+        eye = torch.eye(self.hidden, dtype=Kt.dtype, device=Kt.device)
+        Minv = torch.linalg.inv(eye + self.pr_step * Kt)
+        Uz = (1 / sc)[:, None] * sym["U"]
+        Oz = sym["Wo"] * sc[None, None, :]
+        with torch.no_grad():
+            G = (Oz @ Oz.mH).to(torch.complex128)  # (F, c, c): exact grid norm of W_o Lambda^{-1/2}
+            out_norm = float(torch.linalg.eigvalsh(G)[:, -1].clamp_min(0).max().sqrt()) * (1 + 1e-6)
+        ops = _Operators(tuple(size), Kt, Minv, Uz, Oz, 1 / s, out_norm, key)
+        if not grad:
+            self._cache = ops
+        return ops
+
+    def train(self, mode: bool = True):
+        self._cache = None
+        return super().train(mode)
+
+    # -- equilibrium -------------------------------------------------------------------------
+    def _prox(self, u: torch.Tensor) -> torch.Tensor:
+        """``prox_{alpha f}`` of the activation (``sigma = prox_f``: slope ``leak`` on negatives)."""
+        a = self.leak
+        return torch.where(u >= 0, u, u * (a / (a + self.pr_step * (1 - a))))
+
+    def _act(self, v: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(v, self.leak) if self.leak > 0 else F.relu(v)
+
+    def _fourier(self, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        xh = torch.fft.rfft2(x).flatten(-2)
+        return torch.fft.irfft2(_apply(op, xh).unflatten(-1, (H, W // 2 + 1)), s=(H, W))
+
+    def _solve(self, c: torch.Tensor, Minv: torch.Tensor, prox):
+        """Peaceman-Rachford on ``0 in K zeta - c + d f(zeta)``, with ``Minv = (I + alpha K)^{-1}``
+        per frequency and ``prox = prox_{alpha f}``.  Returns the iterate, per-sample
+        iterations and last relative change."""
+        const = self._fourier(Minv, self.pr_step * c)
+        zeta = torch.zeros_like(c)
+        u = torch.zeros_like(c)
+        B = c.shape[0]
+        iterations = torch.full((B,), self.max_iter, dtype=torch.long)
+        change = torch.full((B,), float("inf"), dtype=torch.float64)
+        for it in range(1, self.max_iter + 1):
+            u_half = 2 * zeta - u
+            zeta_half = self._fourier(Minv, u_half) + const
+            u = 2 * zeta_half - u_half
+            new = prox(u)
+            diff = (new - zeta).flatten(1).norm(dim=1).double()
+            size = new.flatten(1).norm(dim=1).double().clamp_min(1e-30)
+            change = (diff / size).cpu()
+            zeta = new
+            done = change <= self.tol
+            iterations = torch.where(done & (iterations == self.max_iter), torch.tensor(it), iterations)
+            if bool(done.all()):
+                break
+        return zeta, iterations, change
+
+    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        """Denoise ``x`` (B, C, H, W); ``sigma`` conditions the bias of a noise-conditioned model."""
+        check_image_batch(x)
+        if x.shape[1] != self.channels:
+            raise ValueError(f"this network takes {self.channels}-channel images; got {x.shape[1]} channels (shape {tuple(x.shape)})")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or Inf values")
+        p = self.pad
+        xp = F.pad(x, (p, p, p, p)) if p else x
+        size = tuple(xp.shape[-2:])
+        if min(size) < self.kernel_size:
+            raise ValueError(f"the image ({tuple(x.shape[-2:])}) must be at least {self.kernel_size} pixels on each side")
+        dtype = x.dtype
+        ops = self.operators(size, dtype)
+        b = self.bias.to(dtype)[None].expand(x.shape[0], -1)
+        if self.conditioning is not None and sigma is not None:
+            b = b + self.conditioning(sigma, x.shape[0])[0].to(dtype)
+        sl = ops.sqrt_lam.to(dtype)
+        c = self._fourier(ops.Uz, xp) + (sl[None] * b)[:, :, None, None]
+        with torch.no_grad():
+            zeta, iterations, change = self._solve(c.detach(), ops.Minv, self._prox)
+        # One tracked step from the equilibrium: autograd reaches the weights and x through it.
+        v = zeta - self._fourier(ops.K, zeta) + c
+        zeta_out = self._act(v)
+        with torch.no_grad():
+            r = zeta - zeta_out
+            mu = self.monotonicity / 2 * float(torch.exp(self.log_psi.detach().double()).min())
+            zbound = (r - self._fourier(ops.K.detach(), r)).flatten(1).norm(dim=1).double() / mu
+            error_bound = (zbound.cpu() * ops.out_norm).tolist()
+        if zeta_out.requires_grad:
+            slope = torch.where(v.detach() > 0, torch.ones_like(v), torch.full_like(v, self.leak))
+            zeta_out.register_hook(lambda g: self._backward(g, ops, slope))
+        y = self._fourier(ops.Oz, zeta_out) + self.feedthrough().to(dtype)[None, :, None, None] * xp \
+            + self.out_bias.to(dtype)[None, :, None, None]
+        converged = (change <= self.tol).tolist()
+        self.last_report = EquilibriumReport(iterations.tolist(), change.tolist(), converged, error_bound)
+        if not all(converged):
+            message = (f"the equilibrium solve stopped at max_iter={self.max_iter} with relative change "
+                       f"{max(change.tolist()):.2e} > tol={self.tol:g}; certified output error up to {max(error_bound):.2e}")
+            if self.strict and not self.training:
+                raise EquilibriumNotReached(message + " (raise max_iter, or strict=False to accept the bound)")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        return y[..., p : y.shape[-2] - p, p : y.shape[-1] - p] if p else y
+
+    def _backward(self, g: torch.Tensor, ops: _Operators, slope: torch.Tensor) -> torch.Tensor:
+        """``(I - J_f^T)^{-1} g`` with ``J_f = diag(J) (I - K~)``: solve ``u = J ((I - K~^T) u + g)``
+        by the same splitting, return ``g + (I - K~^T) u``."""
+        with torch.no_grad():
+            KT = ops.K.detach().mH  # K~^T per frequency
+            # 0 in K~^T u - g + d f_J(u), with f_J(u) = (1/J - 1) u^2 / 2 (J = 0: u = 0), whose
+            # prox with step alpha is u J / (J + alpha (1 - J)); (I + alpha K~^T)^{-1} = Minv^H.
+            factor = slope / (slope + self.pr_step * (1 - slope))
+            u, _, _ = self._solve(g, ops.Minv.detach().mH, lambda w: w * factor)
+            return g + u - self._fourier(KT, u)
+
+    # -- certificate ---------------------------------------------------------------------------
+    def certified_lipschitz(self) -> float:
+        """``gamma``, after checking in float64 the preconditions of the construction
+        (``m > 0``, ``Lambda > 0`` and finite, ``|d| < gamma``, finite weights)."""
+        with torch.no_grad():
+            lam = torch.exp(-self.log_psi.detach().double())
+            d = self.gamma * torch.tanh(self.d_raw.detach().double().clamp(-8.0, 8.0))
+            finite = all(bool(torch.isfinite(p).all()) for p in self.parameters())
+        if not finite or not bool((lam > 0).all()) or not bool(torch.isfinite(lam).all()):
+            raise ValueError("the LBEN weights hold NaN/Inf or a non-positive Lambda: no certificate")
+        if not bool((d.abs() < self.gamma).all()):
+            raise ValueError(f"the feed-through |d| = {d.abs().max():.6g} reached gamma = {self.gamma}: no certificate")
+        return self.gamma
+
+    def certified_alpha(self) -> float:
+        """Averagedness of the exact equilibrium map: ``(1 + gamma) / 2`` for ``gamma <= 1``
+        (1.0: non-expansive only, when ``gamma = 1``)."""
+        g = self.certified_lipschitz()
+        return 1.0 if g >= 1 else (1 + g) / 2
+
+    def certificate(self, grid: int = 16) -> dict:
+        """Float64 check of the LMI on a ``grid x grid`` frequency grid.
+
+        Returns the smallest eigenvalue of the LMI matrix and of its Schur complement (which the
+        construction makes ``V^T V + m I``, so at least ``m``), over the grid; raises
+        ``ValueError`` if either falls below what the construction guarantees (a bug).
+
+        Examples
+        --------
+        >>> cert = LBENNet(1, hidden=4).certificate(grid=8)
+        >>> cert["gamma"], cert["schur_min_eig"] >= cert["monotonicity"] * (1 - 1e-9), cert["lmi_min_eig"] > 0
+        (1.0, True, True)
+        """
+        gamma = self.certified_lipschitz()
+        if grid < self.kernel_size:
+            raise ValueError(f"grid must be at least the kernel size {self.kernel_size}; got {grid}")
+        with torch.no_grad():
+            sym = self._symbols((grid, grid), torch.float64, full=True)
+            K, Wo, R, q = sym["K"], sym["Wo"], sym["R"], sym["q"].to(torch.complex128)
+            n, c = self.hidden, self.channels
+            top = torch.cat([K + K.mH - Wo.mH @ Wo / gamma, -R], dim=2)
+            bottom = torch.cat([-R.mH, torch.diag_embed(q).expand(K.shape[0], c, c)], dim=2)
+            L = torch.cat([top, bottom], dim=1)
+            lmi = float(torch.linalg.eigvalsh((L + L.mH) / 2)[:, 0].min())
+            schur = (K + K.mH - Wo.mH @ Wo / gamma) - (R / q) @ R.mH
+            schur_min = float(torch.linalg.eigvalsh((schur + schur.mH) / 2)[:, 0].min())
+            scale = float(max(torch.linalg.matrix_norm(schur, ord=2).max(), 1.0))
+        m = self.monotonicity
+        if schur_min < m - _LMI_ROUNDING * scale or not lmi > 0:
+            raise ValueError(f"LMI check failed: Schur complement min eigenvalue {schur_min:.3e} (construction: >= m = {m}), "
+                             f"LMI min eigenvalue {lmi:.3e}")
+        return {"gamma": gamma, "monotonicity": m, "lmi_grid": grid, "lmi_min_eig": lmi, "schur_min_eig": schur_min,
+                "lambda_min": float(torch.exp(-self.log_psi.detach().double()).min()),
+                "lambda_max": float(torch.exp(-self.log_psi.detach().double()).max()),
+                "feedthrough": [float(v) for v in self.feedthrough().detach().double()]}
+
+
+class LBENDenoiser(Denoiser, CertifiedDenoiser):
+    """A PnP denoiser ``(1 - theta) I + theta N`` with ``N`` an :class:`LBENNet`.
+
+    With ``gamma <= 1`` the network is ``(1 + gamma) / 2``-averaged (non-expansive at
+    ``gamma = 1``), so the denoiser is ``theta (1 + gamma) / 2``-averaged: ``theta = 1/2`` and
+    ``gamma = 1`` give a firmly non-expansive denoiser (PnP-ADMM), any ``theta < 1`` an averaged
+    one (PnP-FBS).  ``forward(x, sigma)`` follows deepinv's contract; ``sigma`` conditions the
+    bias of a noise-conditioned network and is ignored otherwise.
+
+    Examples
+    --------
+    >>> d = LBENDenoiser(LBENNet(1, hidden=4), theta=0.5).eval()
+    >>> d.certified_alpha()
+    0.5
+    >>> d(torch.rand(1, 1, 10, 10), 0.1).shape
+    torch.Size([1, 1, 10, 10])
+    """
+
+    def __init__(self, net: LBENNet | None = None, *, theta: float = 0.99):
+        super().__init__()
+        if not (0 < theta <= 1):
+            raise ValueError(f"theta must lie in (0, 1]; got {theta!r}")
+        self.net = net if net is not None else LBENNet()
+        self.theta = float(theta)
+
+    def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
+        out = self.net(x, sigma)
+        return out if self.theta == 1.0 else (1 - self.theta) * x + self.theta * out
+
+    @property
+    def channels(self) -> int:
+        return self.net.channels
+
+    @property
+    def last_report(self) -> EquilibriumReport | None:
+        """The network's report of its last equilibrium solve."""
+        return self.net.last_report
+
+    def certified_alpha(self) -> float:
+        return self.theta * self.net.certified_alpha()
+
+    def certified_part(self, grid: int = 16) -> Certificate:
+        """``gamma`` by construction, the float64 LMI check on a ``grid x grid`` frequency grid,
+        and the relaxation: Lipschitz ``1 - theta + theta gamma``, alpha ``theta (1 + gamma) / 2``."""
+        lmi = self.net.certificate(grid=max(grid, self.net.kernel_size))
+        lip = 1 - self.theta + self.theta * lmi["gamma"]
+        method = ("LBEN with feed-through: the LMI's Schur complement is V^T V + m I by construction for every parameter "
+                  "value and every frequency (so every image size), hence gamma-Lipschitz at the exact equilibrium; "
+                  "checked in float64 on a frequency grid; (1 - theta) I + theta N is theta (1 + gamma) / 2-averaged; "
+                  "a truncated solve adds its certified error bound (EquilibriumReport.error_bound)")
+        return Certificate(lipschitz_bound=lip, alpha=self.certified_alpha(), theta=self.theta, layers=[], method=method,
+                           details=lmi)
+
+    def probe_levels(self) -> list:
+        cond = self.net.conditioning
+        return [None] if cond is None else [None, float(cond.knots[-1])]
+
+    def tighten_for_probing(self) -> None:
+        """Solve to near machine precision, so the probes see the exact equilibrium map."""
+        self.net.tol, self.net.max_iter, self.net.strict = 1e-12, 20000, True
