@@ -48,6 +48,10 @@ A truncated solve is honest: from the last iterate :math:`\zeta` and one more st
 :math:`\zeta^+ = \sigma((I - \tilde K)\zeta + c)`, the slope inequality gives
 :math:`\|\zeta^+ - \zeta^\star\| \le \|(I - \tilde K)(\zeta - \zeta^+)\| / \mu`, mapped to the
 output through the exact grid norm of :math:`W_o \Lambda^{-1/2}` (:attr:`EquilibriumReport.error_bound`).
+Here :math:`\mu` is the smallest eigenvalue of the symmetric part of :math:`\tilde K` on the grid
+(the DFT block-diagonalises it: a minimum over frequencies, in float64), never below the
+construction's floor; the default step is :math:`\alpha = 1/\sqrt{\mu L}` with :math:`L` the
+grid norm of :math:`\tilde K`.
 
 Gradients
 ---------
@@ -177,6 +181,9 @@ class _Operators:
     Oz: torch.Tensor  # (F, c, n): W_o Lambda^{-1/2}
     sqrt_lam: torch.Tensor  # (n,)
     out_norm: float  # exact grid norm of W_o Lambda^{-1/2}
+    mu: float  # smallest eigenvalue of the symmetric part of K~ on this grid (its monotonicity)
+    lipschitz: float  # largest norm of K~ on this grid
+    alpha: float  # the Peaceman-Rachford step
     key: tuple
 
 
@@ -197,8 +204,10 @@ class LBENNet(nn.Module):
         The margin ``m > 0`` of the LMI (larger: faster solves, a stiffer model).
     leak : float
         LeakyReLU slope in [0, 1) (0: ReLU).
-    pr_step : float
+    pr_step : float, optional
         Peaceman-Rachford step ``alpha > 0`` (convergence holds for any; speed depends on it).
+        Default: ``1 / sqrt(mu L)`` per grid, from the monotonicity ``mu`` and norm ``L`` of the
+        operator on that grid (the classical choice for a strongly monotone, Lipschitz operator).
     pad : int
         Zero margin added around the image before the (circular) equilibrium and cropped
         after: keeps the far sides of the image apart, and the bound (zero padding is an
@@ -224,7 +233,7 @@ class LBENNet(nn.Module):
     """
 
     def __init__(self, channels: int = 1, hidden: int = 16, kernel_size: int = 3, *, gamma: float = 1.0,
-                 monotonicity: float = 0.5, leak: float = 0.0, pr_step: float = 1.0, pad: int = 4,
+                 monotonicity: float = 0.5, leak: float = 0.0, pr_step: float | None = None, pad: int = 4,
                  tol: float = 1e-4, max_iter: int = 200, strict: bool = True, noise_knots=None):
         super().__init__()
         checks = [
@@ -233,7 +242,7 @@ class LBENNet(nn.Module):
             (math.isfinite(gamma) and gamma > 0, f"gamma must be a positive finite number; got {gamma!r}"),
             (math.isfinite(monotonicity) and monotonicity > 0, f"monotonicity (the LMI margin m) must be > 0; got {monotonicity!r}"),
             (0 <= leak < 1, f"leak must lie in [0, 1) (the activation's slopes must lie in [0, 1]); got {leak!r}"),
-            (math.isfinite(pr_step) and pr_step > 0, f"pr_step must be > 0; got {pr_step!r}"),
+            (pr_step is None or (math.isfinite(pr_step) and pr_step > 0), f"pr_step must be > 0 (or None: automatic); got {pr_step!r}"),
             (pad >= 0, f"pad must be >= 0; got {pad!r}"),
             (tol > 0 and max_iter >= 1, f"need tol > 0 and max_iter >= 1; got {tol!r}, {max_iter!r}"),
         ]
@@ -243,7 +252,7 @@ class LBENNet(nn.Module):
         c, n, k = int(channels), int(hidden), int(kernel_size)
         self.channels, self.hidden, self.kernel_size = c, n, k
         self.gamma, self.monotonicity, self.leak = float(gamma), float(monotonicity), float(leak)
-        self.pr_step, self.pad, self.tol, self.max_iter, self.strict = float(pr_step), int(pad), float(tol), int(max_iter), bool(strict)
+        self.pr_step, self.pad, self.tol, self.max_iter, self.strict = pr_step and float(pr_step), int(pad), float(tol), int(max_iter), bool(strict)
         scale = 1.0 / math.sqrt(n * k * k)
         self.U = nn.Parameter(torch.randn(n, c, k, k) * scale)
         self.Wo = nn.Parameter(torch.randn(c, n, k, k) * scale)
@@ -267,6 +276,10 @@ class LBENNet(nn.Module):
             self.config["noise_knots"] = [float(v) for v in noise_knots]
         self._cache: _Operators | None = None
         self.last_report: EquilibriumReport | None = None
+        #: Start an inference solve from the previous one on a batch of the same shape (not a
+        #: configuration: the result changes only within the solver's tolerance).
+        self.warm_start = True
+        self._warm: tuple | None = None
 
     # -- parameters in their constrained form -------------------------------------------
     def feedthrough(self) -> torch.Tensor:
@@ -299,7 +312,7 @@ class LBENNet(nn.Module):
     def operators(self, size: tuple[int, int], dtype: torch.dtype = torch.float32) -> _Operators:
         """The operators of the padded grid ``size``; cached while the weights do not change and
         no gradient is taken (inference), rebuilt (and differentiable) otherwise."""
-        key = (tuple(size), dtype, self.U.device, self._param_version())
+        key = (tuple(size), dtype, self.U.device, self.pr_step, self._param_version())
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if not grad and self._cache is not None and self._cache.key == key:
             return self._cache
@@ -308,26 +321,35 @@ class LBENNet(nn.Module):
         sc = s.to(sym["K"].dtype)
         Kt = sc[:, None] * sym["K"] * sc[None, :]
         eye = torch.eye(self.hidden, dtype=Kt.dtype, device=Kt.device)
-        Minv = torch.linalg.inv(eye + self.pr_step * Kt)
+        with torch.no_grad():
+            # The operator is block-diagonalised by the (unitary) DFT: its monotonicity and norm on
+            # this grid are extremes over the frequencies (float64; a relative allowance covers rounding).
+            K64 = Kt.detach().to(torch.complex128)
+            mu = float(torch.linalg.eigvalsh((K64 + K64.mH) / 2)[:, 0].min())
+            lip = float(torch.linalg.eigvalsh(K64.mH @ K64)[:, -1].max()) ** 0.5
+            mu_floor = self.monotonicity / 2 * float(torch.exp(self.log_psi.detach().double()).min())
+            mu = max(mu - 1e-9 * lip, mu_floor)  # the construction guarantees mu_floor on every grid
+        alpha = self.pr_step if self.pr_step is not None else 1 / math.sqrt(mu * lip)
+        Minv = torch.linalg.inv(eye + alpha * Kt)
         Uz = (1 / sc)[:, None] * sym["U"]
         Oz = sym["Wo"] * sc[None, None, :]
         with torch.no_grad():
             G = (Oz @ Oz.mH).to(torch.complex128)  # (F, c, c): exact grid norm of W_o Lambda^{-1/2}
             out_norm = float(torch.linalg.eigvalsh(G)[:, -1].clamp_min(0).max().sqrt()) * (1 + 1e-6)
-        ops = _Operators(tuple(size), Kt, Minv, Uz, Oz, 1 / s, out_norm, key)
+        ops = _Operators(tuple(size), Kt, Minv, Uz, Oz, 1 / s, out_norm, mu, lip, alpha, key)
         if not grad:
             self._cache = ops
         return ops
 
     def train(self, mode: bool = True):
-        self._cache = None
+        self._cache, self._warm = None, None
         return super().train(mode)
 
     # -- equilibrium -------------------------------------------------------------------------
-    def _prox(self, u: torch.Tensor) -> torch.Tensor:
+    def _prox(self, u: torch.Tensor, alpha: float) -> torch.Tensor:
         """``prox_{alpha f}`` of the activation (``sigma = prox_f``: slope ``leak`` on negatives)."""
         a = self.leak
-        return torch.where(u >= 0, u, u * (a / (a + self.pr_step * (1 - a))))
+        return torch.where(u >= 0, u, u * (a / (a + alpha * (1 - a))))
 
     def _act(self, v: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(v, self.leak) if self.leak > 0 else F.relu(v)
@@ -337,13 +359,13 @@ class LBENNet(nn.Module):
         xh = torch.fft.rfft2(x).flatten(-2)
         return torch.fft.irfft2(_apply(op, xh).unflatten(-1, (H, W // 2 + 1)), s=(H, W))
 
-    def _solve(self, c: torch.Tensor, Minv: torch.Tensor, prox):
+    def _solve(self, c: torch.Tensor, Minv: torch.Tensor, prox, alpha: float, u0: torch.Tensor | None = None):
         """Peaceman-Rachford on ``0 in K zeta - c + d f(zeta)``, with ``Minv = (I + alpha K)^{-1}``
-        per frequency and ``prox = prox_{alpha f}``.  Returns the iterate, per-sample
-        iterations and last relative change."""
-        const = self._fourier(Minv, self.pr_step * c)
-        zeta = torch.zeros_like(c)
-        u = torch.zeros_like(c)
+        per frequency and ``prox = prox_{alpha f}``, from ``u0`` (default 0).  Returns the
+        iterate, per-sample iterations, last relative change and the splitting variable ``u``."""
+        const = self._fourier(Minv, alpha * c)
+        u = torch.zeros_like(c) if u0 is None else u0
+        zeta = prox(u)
         B = c.shape[0]
         iterations = torch.full((B,), self.max_iter, dtype=torch.long)
         change = torch.full((B,), float("inf"), dtype=torch.float64)
@@ -360,7 +382,7 @@ class LBENNet(nn.Module):
             iterations = torch.where(done & (iterations == self.max_iter), torch.tensor(it), iterations)
             if bool(done.all()):
                 break
-        return zeta, iterations, change
+        return zeta, iterations, change, u
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         """Denoise ``x`` (B, C, H, W); ``sigma`` conditions the bias of a noise-conditioned model."""
@@ -382,14 +404,19 @@ class LBENNet(nn.Module):
         sl = ops.sqrt_lam.to(dtype)
         c = self._fourier(ops.Uz, xp) + (sl[None] * b)[:, :, None, None]
         with torch.no_grad():
-            zeta, iterations, change = self._solve(c.detach(), ops.Minv, self._prox)
+            # In inference, start from the last solve on a batch of this shape: consecutive PnP
+            # iterations denoise nearby images, so few iterations remain.  Any start converges, and
+            # the error bound below is computed from where the solve ends.
+            warm_key = (tuple(c.shape), ops.key)
+            u0 = self._warm[1] if self.warm_start and not self.training and self._warm is not None and self._warm[0] == warm_key else None
+            zeta, iterations, change, u = self._solve(c.detach(), ops.Minv, lambda w: self._prox(w, ops.alpha), ops.alpha, u0)
+            self._warm = (warm_key, u) if self.warm_start and not self.training else None
         # One tracked step from the equilibrium: autograd reaches the weights and x through it.
         v = zeta - self._fourier(ops.K, zeta) + c
         zeta_out = self._act(v)
         with torch.no_grad():
             r = zeta - zeta_out
-            mu = self.monotonicity / 2 * float(torch.exp(self.log_psi.detach().double()).min())
-            zbound = (r - self._fourier(ops.K.detach(), r)).flatten(1).norm(dim=1).double() / mu
+            zbound = (r - self._fourier(ops.K.detach(), r)).flatten(1).norm(dim=1).double() / ops.mu
             error_bound = (zbound.cpu() * ops.out_norm).tolist()
         if zeta_out.requires_grad:
             slope = torch.where(v.detach() > 0, torch.ones_like(v), torch.full_like(v, self.leak))
@@ -413,8 +440,8 @@ class LBENNet(nn.Module):
             KT = ops.K.detach().mH  # K~^T per frequency
             # 0 in K~^T u - g + d f_J(u), with f_J(u) = (1/J - 1) u^2 / 2 (J = 0: u = 0), whose
             # prox with step alpha is u J / (J + alpha (1 - J)); (I + alpha K~^T)^{-1} = Minv^H.
-            factor = slope / (slope + self.pr_step * (1 - slope))
-            u, _, _ = self._solve(g, ops.Minv.detach().mH, lambda w: w * factor)
+            factor = slope / (slope + ops.alpha * (1 - slope))
+            u = self._solve(g, ops.Minv.detach().mH, lambda w: w * factor, ops.alpha)[0]
             return g + u - self._fourier(KT, u)
 
     # -- certificate ---------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def test_equilibrium_solves_the_spatial_equation(leak, channels):
         ops = net.operators((9, 10), torch.float64)
         # Recover z from the solve: rerun the forward pieces.
         c = net._fourier(ops.Uz, x) + (ops.sqrt_lam * net.bias)[None, :, None, None]
-        zeta, _, _ = net._solve(c, ops.Minv, net._prox)
+        zeta = net._solve(c, ops.Minv, lambda u: net._prox(u, ops.alpha), ops.alpha)[0]
         z = zeta / ops.sqrt_lam[None, :, None, None]
         lam = net.lambdas()[None, :, None, None]
         Wz = z - _spatial_K(net, z) / lam
@@ -146,6 +146,7 @@ def test_no_pair_beats_gamma(gamma):
 
 def test_truncated_solve_reports_an_honest_error_bound():
     net = _net(5, hidden=4)
+    net.warm_start = False  # else the truncated solve would start from the exact one
     x = torch.rand(2, 1, 10, 10, dtype=torch.float64)
     with torch.no_grad():
         exact = net(x)
@@ -175,7 +176,7 @@ def test_implicit_gradient_matches_autograd_through_the_unrolled_solve():
     # Reference: the same forward with autograd through every Peaceman-Rachford iteration.
     ops = net.operators((7, 8), torch.float64)
     c = net._fourier(ops.Uz, x) + (ops.sqrt_lam * net.bias)[None, :, None, None]
-    zeta, _, _ = net._solve(c, ops.Minv, net._prox)
+    zeta = net._solve(c, ops.Minv, lambda u: net._prox(u, ops.alpha), ops.alpha)[0]
     zeta = torch.nn.functional.leaky_relu(zeta - net._fourier(ops.K, zeta) + c, net.leak)
     y = net._fourier(ops.Oz, zeta) + net.feedthrough()[None, :, None, None] * x + net.out_bias[None, :, None, None]
     unrolled = torch.autograd.grad((y * weights).sum(), [x, *net.parameters()], allow_unused=True)
@@ -313,3 +314,20 @@ def test_certify_probes_the_exact_map_and_catches_a_false_bound(monkeypatch):
     monkeypatch.setattr(LBENNet, "certificate", lambda self, grid=16: {"gamma": 0.05})
     with pytest.raises(CertificateViolation, match="exceeds the bound"):
         certify(d, steps=8, shape=(1, 1, 10, 10))
+
+
+def test_warm_start_saves_iterations_and_keeps_the_result():
+    """A second solve on a nearby input starts from the first one's state; the output stays
+    within the certified error bounds of a cold solve."""
+    torch.manual_seed(9)
+    net = LBENNet(1, hidden=4, tol=1e-6).eval()
+    x = torch.rand(2, 1, 16, 16)
+    x2 = x + 0.01 * torch.randn_like(x)
+    with torch.no_grad():
+        net(x)
+        warm, warm_its, warm_err = net(x2), net.last_report.iterations, net.last_report.error_bound
+        net.warm_start = False
+        cold, cold_its, cold_err = net(x2), net.last_report.iterations, net.last_report.error_bound
+    assert sum(warm_its) < sum(cold_its)
+    gap = (warm - cold).flatten(1).norm(dim=1)
+    assert all(g <= a + b for g, a, b in zip(gap.tolist(), warm_err, cold_err))
