@@ -54,6 +54,24 @@ class ChannelwiseDenoiser(Denoiser, CertifiedDenoiser):
     def channels(self) -> int:
         return 3
 
+    @property
+    def denoise_within(self):
+        """The gray denoiser's certified-accuracy call, channel by channel (None when it has
+        none): per image, the bound is the root sum of squares of its channels' bounds."""
+        fn = getattr(self.denoiser, "denoise_within", None)
+        if fn is None:
+            return None
+
+        def within(x, sigma, atol):
+            b, c = x.shape[:2]
+            if isinstance(sigma, torch.Tensor) and sigma.numel() > 1:
+                sigma = sigma.reshape(-1).repeat_interleave(c)
+            # Each channel gets atol / sqrt(c), so that the image's bound is at most atol.
+            per = torch.as_tensor(atol, dtype=torch.float64).reshape(-1).expand(b).repeat_interleave(c) / c**0.5
+            out, bound, rounding = fn(x.reshape(b * c, 1, *x.shape[-2:]), sigma, per)
+            return out.reshape(x.shape), bound.reshape(b, c).norm(dim=1), rounding.reshape(b, c).norm(dim=1)
+        return within
+
     def certified_alpha(self) -> float | None:
         """The gray denoiser's certified averagedness (it holds on the product space), or None
         when that one carries no certificate (an unconstrained baseline): solvers then run it

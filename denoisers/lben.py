@@ -280,6 +280,8 @@ class LBENNet(nn.Module):
         #: configuration: the result changes only within the solver's tolerance).
         self.warm_start = True
         self._warm: tuple | None = None
+        #: Per sample, the smallest error bound the last solve's precision could certify.
+        self.last_rounding: list | None = None
 
     # -- parameters in their constrained form -------------------------------------------
     def feedthrough(self) -> torch.Tensor:
@@ -359,17 +361,22 @@ class LBENNet(nn.Module):
         xh = torch.fft.rfft2(x).flatten(-2)
         return torch.fft.irfft2(_apply(op, xh).unflatten(-1, (H, W // 2 + 1)), s=(H, W))
 
-    def _solve(self, c: torch.Tensor, Minv: torch.Tensor, prox, alpha: float, u0: torch.Tensor | None = None):
+    def _solve(self, c: torch.Tensor, Minv: torch.Tensor, prox, alpha: float, u0: torch.Tensor | None = None,
+               tol: float | None = None, max_iter: int | None = None):
         """Peaceman-Rachford on ``0 in K zeta - c + d f(zeta)``, with ``Minv = (I + alpha K)^{-1}``
-        per frequency and ``prox = prox_{alpha f}``, from ``u0`` (default 0).  Returns the
-        iterate, per-sample iterations, last relative change and the splitting variable ``u``."""
+        per frequency and ``prox = prox_{alpha f}``, from ``u0`` (default 0), until the relative
+        change is below ``tol`` (default ``self.tol``) or ``max_iter`` (default ``self.max_iter``).
+        Returns the iterate, per-sample iterations, last relative change and the splitting
+        variable ``u``."""
+        tol = self.tol if tol is None else tol
+        max_iter = self.max_iter if max_iter is None else max_iter
         const = self._fourier(Minv, alpha * c)
         u = torch.zeros_like(c) if u0 is None else u0
         zeta = prox(u)
         B = c.shape[0]
-        iterations = torch.full((B,), self.max_iter, dtype=torch.long)
+        iterations = torch.full((B,), max_iter, dtype=torch.long)
         change = torch.full((B,), float("inf"), dtype=torch.float64)
-        for it in range(1, self.max_iter + 1):
+        for it in range(1, max_iter + 1):
             u_half = 2 * zeta - u
             zeta_half = self._fourier(Minv, u_half) + const
             u = 2 * zeta_half - u_half
@@ -378,14 +385,45 @@ class LBENNet(nn.Module):
             size = new.flatten(1).norm(dim=1).double().clamp_min(1e-30)
             change = (diff / size).cpu()
             zeta = new
-            done = change <= self.tol
-            iterations = torch.where(done & (iterations == self.max_iter), torch.tensor(it), iterations)
+            done = change <= tol
+            iterations = torch.where(done & (iterations == max_iter), torch.tensor(it), iterations)
             if bool(done.all()):
                 break
         return zeta, iterations, change, u
 
-    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
-        """Denoise ``x`` (B, C, H, W); ``sigma`` conditions the bias of a noise-conditioned model."""
+    def _output_bound(self, zeta: torch.Tensor, c: torch.Tensor, ops: _Operators) -> torch.Tensor:
+        """Certified bound (per sample, float64, on the CPU) of the output error of one more step
+        from ``zeta`` (module notes)."""
+        r = zeta - self._act(zeta - self._fourier(ops.K, zeta) + c)
+        return (r - self._fourier(ops.K, r)).flatten(1).norm(dim=1).double().cpu() / ops.mu * ops.out_norm
+
+    def _rounding_floor(self, zeta: torch.Tensor, ops: _Operators) -> torch.Tensor:
+        """The smallest bound the working precision can certify (per sample): rounding of the
+        iterate, amplified as the bound amplifies the residual."""
+        eps = torch.finfo(zeta.dtype).eps
+        size = zeta.flatten(1).norm(dim=1).double().cpu()
+        return 16 * eps * size * (1 + ops.lipschitz) / ops.mu * ops.out_norm
+
+    def _solve_to_bound(self, c: torch.Tensor, ops: _Operators, u0, atol: torch.Tensor, every: int = 5):
+        """Iterate until every sample's certified output error is at most ``atol`` (or its
+        rounding floor), checking every ``every`` iterations, at most ``max_iter`` in all."""
+        prox = lambda w: self._prox(w, ops.alpha)  # noqa: E731
+        done_its, u = 0, u0
+        while True:
+            chunk = min(every, self.max_iter - done_its)
+            zeta, _, change, u = self._solve(c, ops.Minv, prox, ops.alpha, u, tol=0.0, max_iter=chunk)
+            done_its += chunk
+            met = self._output_bound(zeta, c, ops) <= torch.maximum(atol, self._rounding_floor(zeta, ops))
+            if bool(met.all()) or done_its >= self.max_iter:
+                its = torch.full((c.shape[0],), done_its, dtype=torch.long)
+                return zeta, its, change, u, met
+
+    def forward(self, x: torch.Tensor, sigma=None, *, atol=None) -> torch.Tensor:
+        """Denoise ``x`` (B, C, H, W); ``sigma`` conditions the bias of a noise-conditioned model.
+
+        ``atol`` (a float, or one per sample): solve until the *certified* output error bound is
+        at most this (or the working precision's floor; ``last_report.error_bound`` has the
+        bounds) instead of stopping on the relative change ``tol``."""
         check_image_batch(x)
         if x.shape[1] != self.channels:
             raise ValueError(f"this network takes {self.channels}-channel images; got {x.shape[1]} channels (shape {tuple(x.shape)})")
@@ -409,7 +447,14 @@ class LBENNet(nn.Module):
             # the error bound below is computed from where the solve ends.
             warm_key = (tuple(c.shape), ops.key)
             u0 = self._warm[1] if self.warm_start and not self.training and self._warm is not None and self._warm[0] == warm_key else None
-            zeta, iterations, change, u = self._solve(c.detach(), ops.Minv, lambda w: self._prox(w, ops.alpha), ops.alpha, u0)
+            if atol is None:
+                zeta, iterations, change, u = self._solve(c.detach(), ops.Minv, lambda w: self._prox(w, ops.alpha), ops.alpha, u0)
+                met = change <= self.tol
+            else:
+                target = torch.as_tensor(atol, dtype=torch.float64).reshape(-1).cpu().expand(x.shape[0])
+                if not bool((target >= 0).all()):
+                    raise ValueError(f"atol must be >= 0; got {atol!r}")
+                zeta, iterations, change, u, met = self._solve_to_bound(c.detach(), ops, u0, target)
             self._warm = (warm_key, u) if self.warm_start and not self.training else None
         # One tracked step from the equilibrium: autograd reaches the weights and x through it.
         v = zeta - self._fourier(ops.K, zeta) + c
@@ -418,16 +463,19 @@ class LBENNet(nn.Module):
             r = zeta - zeta_out
             zbound = (r - self._fourier(ops.K.detach(), r)).flatten(1).norm(dim=1).double() / ops.mu
             error_bound = (zbound.cpu() * ops.out_norm).tolist()
+            self.last_rounding = self._rounding_floor(zeta, ops).tolist()
         if zeta_out.requires_grad:
             slope = torch.where(v.detach() > 0, torch.ones_like(v), torch.full_like(v, self.leak))
             zeta_out.register_hook(lambda g: self._backward(g, ops, slope))
         y = self._fourier(ops.Oz, zeta_out) + self.feedthrough().to(dtype)[None, :, None, None] * xp \
             + self.out_bias.to(dtype)[None, :, None, None]
-        converged = (change <= self.tol).tolist()
+        converged = met.tolist()
         self.last_report = EquilibriumReport(iterations.tolist(), change.tolist(), converged, error_bound)
         if not all(converged):
-            message = (f"the equilibrium solve stopped at max_iter={self.max_iter} with relative change "
-                       f"{max(change.tolist()):.2e} > tol={self.tol:g}; certified output error up to {max(error_bound):.2e}")
+            goal = f"relative change {max(change.tolist()):.2e} > tol={self.tol:g}" if atol is None else \
+                f"certified error above atol={float(torch.as_tensor(atol).max()):.3g}"
+            message = (f"the equilibrium solve stopped at max_iter={self.max_iter} with {goal}; "
+                       f"certified output error up to {max(error_bound):.2e}")
             if self.strict and not self.training:
                 raise EquilibriumNotReached(message + " (raise max_iter, or strict=False to accept the bound)")
             warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -529,6 +577,28 @@ class LBENDenoiser(Denoiser, CertifiedDenoiser):
     def forward(self, x: torch.Tensor, sigma=None, **kwargs) -> torch.Tensor:
         out = self.net(x, sigma)
         return out if self.theta == 1.0 else (1 - self.theta) * x + self.theta * out
+
+    def denoise_within(self, x: torch.Tensor, sigma, atol) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Denoise with a certified accuracy: ``(D x, error bound, rounding floor)`` per sample,
+        the bound at most ``atol`` unless the working precision's floor is larger.
+
+        The PnP solvers use it to run their inexact-evaluation schedule (summable errors keep
+        the Krasnosel'skii-Mann guarantee; :mod:`pnp_stable.fixed_point`).
+
+        Examples
+        --------
+        >>> d = LBENDenoiser(LBENNet(1, hidden=4), theta=0.5).eval()
+        >>> y, bound, floor = d.denoise_within(torch.rand(2, 1, 12, 12), 0.1, 1e-3)
+        >>> bool((bound <= torch.clamp(floor, min=1e-3)).all())
+        True
+        """
+        t = self.theta
+        atol_net = torch.as_tensor(atol, dtype=torch.float64) / t
+        out = self.net(x, sigma, atol=atol_net)
+        y = out if t == 1.0 else (1 - t) * x + t * out
+        bound = t * torch.tensor(self.net.last_report.error_bound, dtype=torch.float64)
+        floor = t * torch.tensor(self.net.last_rounding, dtype=torch.float64)
+        return y, bound, floor
 
     @property
     def channels(self) -> int:

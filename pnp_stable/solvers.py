@@ -246,15 +246,39 @@ def pnp_fbs(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: fl
                                + (", safeguarded Anderson acceleration" if acc is not None else ""),
                                conditions, all(c.holds for c in conditions))
 
+    within = _inexact_denoiser(denoiser)
+    schedule = _error_schedule(tol, start) if within is not None else None
+
     def governing_map(x, idx, demand):
         yi = _subset(y, idx)
-        tx = denoiser(x - tau * operator.A_adjoint(operator.A(x) - yi), sigma)
-        return (tx if lam == 1.0 else (1 - lam) * x + lam * tx), None, None
+        v = x - tau * operator.A_adjoint(operator.A(x) - yi)
+        if within is None:
+            tx, eta, rounding = denoiser(v, sigma), None, None
+        else:
+            # T = (1 - lam) I + lam D(grad step): D's certified error, scaled by lam, is T's.
+            tx, eta, rounding = within(v, sigma, demand / lam)
+            eta, rounding = lam * eta.to(x.device), lam * rounding.to(x.device)
+        return (tx if lam == 1.0 else (1 - lam) * x + lam * tx), eta, rounding
 
     with torch.no_grad():
         x = run_fixed_point(governing_map, start, tol=tol, max_iter=max_iter, report=report, anderson=acc,
-                            precision=_working_precision(denoiser, y.dtype), callback=callback, progress=progress)
+                            precision=_working_precision(denoiser, y.dtype), error_schedule=schedule,
+                            callback=callback, progress=progress)
     return x, _finish(report)
+
+
+def _inexact_denoiser(denoiser):
+    """The denoiser's ``denoise_within(x, sigma, atol) -> (D x, error bound, rounding floor)``
+    when it computes ``D`` iteratively with a certified error bound (an equilibrium network),
+    else None (an exactly computed denoiser)."""
+    return getattr(denoiser, "denoise_within", None)
+
+
+def _error_schedule(tol: float, start: torch.Tensor):
+    """The summable accuracy schedule ``E (k + 1) ** -(1 + margin)`` of inexact evaluations;
+    its scale ``E``: the first error may be the size of the stopping tolerance."""
+    E = tol * float(start.flatten(1).norm(dim=1).max().clamp_min(1e-12))
+    return lambda k: E * (k.to(torch.float64) + 1) ** (-(1 + SCHEDULE_DECAY))
 
 
 def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: float = 1.0, z0: torch.Tensor | None = None,
@@ -322,18 +346,18 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
     warm = {"x": None}
     precision = _working_precision(denoiser, y.dtype)
     floor = 4 * torch.finfo(precision).eps  # relative accuracy below which a CG residual is rounding
-    # The schedule's scale: the first error may be the size of the stopping tolerance.
-    E = tol * float(start.flatten(1).norm(dim=1).max().clamp_min(1e-12))
-
-    def schedule(k: torch.Tensor) -> torch.Tensor:
-        return E * (k.to(torch.float64) + 1) ** (-(1 + SCHEDULE_DECAY))
+    within = _inexact_denoiser(denoiser)
+    schedule = _error_schedule(tol, start)
+    # With both inexact, the data prox and the denoiser share the demand: half each.
+    prox_share = 0.5 if within is not None else 1.0
 
     def governing_map(z, idx, demand):
         yi = _subset(y, idx)
         if checked_prox:
             prev = warm["x"]
             kw = {} if prev is None else {"init": _subset(prev, idx)}
-            x, info = operator.prox_l2_info(z, yi, tau, tol=floor, atol=demand / (3 * lam), **kw)
+            # x enters T through D(2x - z) - x: D non-expansive, so a prox error counts 3 times.
+            x, info = operator.prox_l2_info(z, yi, tau, tol=floor, atol=prox_share * demand / (3 * lam), **kw)
             eta = 3 * lam * info["error_bound"]
             # A CG residual at the precision's floor is rounding, not a missed schedule.
             rounding = 3 * lam * floor * info["rhs_norm"] if "rhs_norm" in info else None
@@ -343,11 +367,19 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
             warm["x"] = x
         else:
             warm["x"][idx] = x
-        return z + lam * (denoiser(2 * x - z, sigma) - x), eta, rounding
+        if within is None:
+            dx = denoiser(2 * x - z, sigma)
+        else:
+            budget = (1 - prox_share) * demand if checked_prox else demand
+            dx, d_eta, d_round = within(2 * x - z, sigma, budget / lam)
+            d_eta, d_round = lam * d_eta.to(z.device), lam * d_round.to(z.device)
+            eta = d_eta if eta is None else eta + d_eta
+            rounding = d_round if rounding is None else rounding + d_round
+        return z + lam * (dx - x), eta, rounding
 
     with torch.no_grad():
         z = run_fixed_point(governing_map, start, tol=tol, max_iter=max_iter, report=report, anderson=acc,
-                            precision=precision, error_schedule=schedule if checked_prox else None,
+                            precision=precision, error_schedule=schedule if checked_prox or within is not None else None,
                             callback=callback, progress=progress)
         x = operator.prox_l2(z, y, tau, **({"init": warm["x"], "tol": floor} if checked_prox else {}))
     return x, _finish(report)

@@ -80,3 +80,21 @@ def test_demo_docstring_examples_pass(name):
     assert not lacking, f"demos/{name}.py: public functions without a docstring example: {lacking}"
     result = doctest.testmod(demo, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted >= len(public)
+
+
+def test_lipschitz_tightness_demo(tmp_path, capsys):
+    demo = _load("lipschitz_tightness")
+    res = demo.run(gammas=(0.5, 1.0), side=8, steps=2, with_shipped=False)
+    assert res["lben_certified"] == [0.5, 1.0]
+    assert all(0 < low <= cert for cert, low in zip(res["lben_certified"], res["lben_measured"]))
+    out = tmp_path / "t.png"
+    assert demo.main(["-o", str(out), "--side", "8", "--steps", "2"]) == 0
+    assert out.stat().st_size > 1000 and "gradient-flow gray-averaged" in capsys.readouterr().out
+    assert demo.main(["-o", str(out), "--side", "8", "--steps", "2"]) == 2  # no overwrite unasked
+    not_lben = tmp_path / "dncnn.pt"
+    from denoisers.baselines import DnCNN
+    from denoisers.weights import export_weights
+
+    export_weights(DnCNN(1, width=2, depth=2), not_lben)
+    assert demo.main(["-o", str(tmp_path / "u.png"), "--lben", str(not_lben), "--side", "8", "--steps", "2"]) == 2
+    assert "not an LBEN denoiser" in capsys.readouterr().err

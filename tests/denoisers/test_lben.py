@@ -331,3 +331,45 @@ def test_warm_start_saves_iterations_and_keeps_the_result():
     assert sum(warm_its) < sum(cold_its)
     gap = (warm - cold).flatten(1).norm(dim=1)
     assert all(g <= a + b for g, a, b in zip(gap.tolist(), warm_err, cold_err))
+
+
+@pytest.mark.parametrize("solver, theta, kwargs", [("pnp-fbs", 0.9, {"sigma": 0.05}), ("pnp-admm", 0.5, {"sigma": 0.05, "step": 1.0})])
+def test_pnp_solvers_run_the_equilibrium_under_their_inexact_schedule(solver, theta, kwargs):
+    """The solvers ask the equilibrium for certified accuracies on a summable schedule; the
+    run keeps its guarantee, and every evaluation met what it was asked."""
+    from operators import Blur
+    from pnp_stable import reconstruct
+
+    torch.manual_seed(10)
+    d = LBENDenoiser(LBENNet(1, hidden=3, max_iter=2000), theta=theta).eval()
+    asked = []
+    within = d.denoise_within
+
+    def spy(x, sigma, atol):
+        out, bound, rounding = within(x, sigma, atol)
+        asked.append((torch.as_tensor(atol).double().reshape(-1), bound, rounding))
+        return out, bound, rounding
+
+    d.denoise_within = spy
+    truth = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    op = Blur("box:3", boundary="circular")
+    r = reconstruct(op.A(truth), op, denoiser=d, solver=solver, max_iter=300, tol=1e-4, progress=False, **kwargs)
+    assert r.report.guaranteed and r.report.converged == [True]
+    assert r.report.inexact_schedule_met == [True]
+    assert len(asked) >= 3 and all(bool((b <= torch.maximum(a, f) * (1 + 1e-12)).all()) for a, b, f in asked)
+    demands = [float(a.max()) for a, _, _ in asked]
+    assert demands[-1] < demands[0]  # the schedule tightens
+
+
+def test_channelwise_lben_keeps_the_certified_accuracy():
+    from denoisers import ChannelwiseDenoiser
+
+    torch.manual_seed(11)
+    colour = ChannelwiseDenoiser(LBENDenoiser(LBENNet(1, hidden=3), theta=0.5).eval())
+    x = torch.rand(2, 3, 12, 12)
+    y, bound, rounding = colour.denoise_within(x, 0.1, torch.tensor([1e-3, 1e-2]))
+    assert y.shape == x.shape and bound.shape == (2,)
+    assert bool((bound <= torch.maximum(torch.tensor([1e-3, 1e-2], dtype=torch.float64), rounding) + 1e-12).all())
+    from denoisers.baselines import DnCNN
+
+    assert ChannelwiseDenoiser(DnCNN(1, width=2, depth=2)).denoise_within is None
