@@ -7,6 +7,8 @@ Rows, at noise 15, 25, 50 /255 (noise seeded per image and level, outputs clippe
 * ours, firmly non-expansive: the default model of PnP-ADMM (noise-conditioned, trained as
   ``(I + N) / 2``, alpha <= 1/2), called the same way;
 * the matched unconstrained baseline, if ``--baseline FILE`` gives its weights;
+* any other certified model, with ``--extra FILE`` (repeatable; e.g. an equilibrium (LBEN)
+  denoiser in training), its seconds per image beside it;
 * TV (scikit-image ``denoise_tv_chambolle``), its weight tuned per level on the 12 BSD400
   images held out from training (``--train``), never on a test set;
 * the literature rows of REFERENCE.md (copied, not re-run).
@@ -18,7 +20,7 @@ benchmarks/RESULTS.md.
 Usage::
 
     python benchmarks/quality_denoise.py --data ../shared/data/test --train ../shared/data/train/bsd400
-        [--sets set12,bsd68,cbsd68] [--levels 15,25,50] [--limit N] [--baseline FILE] [--json out.json]
+        [--sets set12,bsd68,cbsd68] [--levels 15,25,50] [--limit N] [--baseline FILE] [--extra FILE ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ def main() -> None:
     ap.add_argument("--levels", default="15,25,50")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each set (quick runs)")
     ap.add_argument("--baseline", default=None, help="weights of the matched unconstrained baseline")
+    ap.add_argument("--extra", action="append", default=[], help="weights of another certified model to tabulate (repeatable)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     retain_freed_memory()  # as the command line does: no page faults on every iteration's buffers
@@ -153,6 +156,10 @@ def main() -> None:
         rec_steps, link = rec["metadata"].get("steps_done") or 0, rec["metadata"].get("init")
         while link:  # steps of the models it was fine-tuned from count too
             rec_steps, link = rec_steps + (link.get("steps_done") or 0), link.get("init")
+    from denoisers.weights import load_weights
+
+    extras = {Path(f).stem: load_weights(f) for f in args.extra}
+    extra_seconds: dict[str, list[float]] = {k: [] for k in extras}
     info = available_pretrained()
     results, t0 = {}, time.time()
     served: dict[str, set[str]] = {}
@@ -164,7 +171,7 @@ def main() -> None:
         served[name] = {default_pretrained_name(ch), default_pretrained_name(ch, target_alpha=0.5)}
         for lv in levels:
             sig = lv / 255
-            acc = {k: [] for k in ("averaged", "firm", "TV", "baseline")}
+            acc = {k: [] for k in ("averaged", "firm", "TV", "baseline", *extras)}
             for i, img in enumerate(tqdm(folder.images, desc=f"{name} sigma {lv:g}")):
                 truth = _as_float(img)
                 y = _noisy(truth, sig, 1000 * int(lv) + i)
@@ -177,6 +184,13 @@ def main() -> None:
                 if baseline is not None and baseline.config["channels"] == ch:
                     with torch.no_grad():
                         acc["baseline"].append(_metrics(_numpy(baseline(yt, sig)), truth))
+                for key, model in extras.items():
+                    if model.channels == ch:
+                        with torch.no_grad():
+                            t1 = time.perf_counter()
+                            out = model(yt, sig)
+                            extra_seconds[key].append(time.perf_counter() - t1)
+                        acc[key].append(_metrics(_numpy(out), truth))
             results[(name, lv)] = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s for _, s in v]))) for k, v in acc.items() if v}
             results[(name, lv)]["models"] = sorted(served[name])
             print(name, lv, results[(name, lv)], flush=True)
@@ -200,6 +214,9 @@ def main() -> None:
               "baseline": "matched unconstrained baseline" + (f" (DnCNN, trained at {255 * baseline_sigma:.3g}/255 only)"
                                                              if baseline_sigma and not baseline_range else " (DnCNN)"),
               "TV": "TV (scikit-image, tuned)"}
+    for key, model in extras.items():
+        secs = f", {np.mean(extra_seconds[key]):.2f} s per image" if extra_seconds[key] else ""
+        labels[key] = f"{key} ({type(model).__name__}, certified alpha {model.certified_alpha():.4f}{secs})"
     for name in args.sets.split(","):
         for key, label in labels.items():
             if all(key in results[(name, lv)] for lv in levels):

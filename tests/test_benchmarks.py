@@ -398,3 +398,27 @@ def test_parallel_deblur_script_runs_every_problem_once(tmp_path):
     assert sorted((r["image"], r["level"]) for r in runs) == [(f"shard-test-{i}.png", lv) for i in range(2) for lv in (2.55, 12.75)]
     bad = subprocess.run(["bash", str(BENCH / "parallel_deblur.sh"), "0", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2 and "N a positive integer" in bad.stderr
+
+
+def test_denoising_table_takes_an_extra_certified_model(bench, tmp_path, monkeypatch, capsys):
+    """--extra tabulates a model that is not shipped (an LBEN here) beside the shipped ones."""
+    import torch
+    from skimage import io
+
+    from denoisers.lben import LBENDenoiser, LBENNet
+    from denoisers.weights import export_weights
+
+    qd = bench("quality_denoise")
+    rng = np.random.default_rng(0)
+    for folder in ("test/set12", "train"):
+        (tmp_path / folder).mkdir(parents=True)
+        io.imsave(tmp_path / folder / "0.png", rng.integers(0, 256, (24, 24), dtype=np.uint8), check_contrast=False)
+    torch.manual_seed(0)
+    extra = export_weights(LBENDenoiser(LBENNet(1, hidden=2), theta=0.5), tmp_path / "probe-lben.pt")
+    sections = {}
+    monkeypatch.setattr(qd, "write_section", lambda name, body, path=None: sections.setdefault(name, body))
+    monkeypatch.setattr(sys, "argv", ["quality_denoise.py", "--data", str(tmp_path / "test"), "--train", str(tmp_path / "train"),
+                                      "--sets", "set12", "--levels", "25", "--extra", str(extra)])
+    qd.main()
+    row = next(line for line in sections["denoising-set12"].splitlines() if "probe-lben" in line)
+    assert "LBENDenoiser, certified alpha 0.5000" in row and "s per image" in row
