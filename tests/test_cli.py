@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,16 @@ import pytest
 from pnp_stable.cli import main
 from pnp_stable.io import load_image, write_atomic
 
+
+
+def _camera_crops(folder: Path, count: int) -> Path:
+    """A training folder of ``count`` 40x40 crops of the cameraman."""
+    from skimage import data, io
+
+    folder.mkdir()
+    for i in range(count):
+        io.imsave(folder / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    return folder
 
 def test_demo_writes_figure_and_improves_psnr(tmp_path, capsys):
     out = tmp_path / "fig.png"
@@ -103,12 +114,7 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path):
 
 
 def test_train_then_certify_from_the_command_line(tmp_path, capsys):
-    from skimage import data, io
-
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    for i in range(5):
-        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    imgs = _camera_crops(tmp_path / "imgs", 5)
     out = tmp_path / "run"
     args = ["train", str(imgs), "-o", str(out), "--width", "4", "--depth", "1", "--patch", "16", "--batch-size", "2",
             "--steps", "3", "--val-split", "1", "--val-every", "3", "--sigma", "25/255", "--no-progress"]
@@ -137,15 +143,10 @@ def test_train_then_certify_from_the_command_line(tmp_path, capsys):
 
 def test_lben_trains_exports_certifies_and_deblurs_from_the_command_line(tmp_path, capsys):
     """The equilibrium architecture goes through the same commands as the gradient-flow one."""
-    from skimage import data, io
-
     from denoisers.lben import LBENDenoiser
     from denoisers.weights import load_weights
 
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    for i in range(3):
-        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    imgs = _camera_crops(tmp_path / "imgs", 3)
     run = tmp_path / "run"
     assert main(["train", str(imgs), "-o", str(run), "--model", "lben", "--hidden", "3", "--theta", "0.5", "--noise-knots",
                  "0,50/255", "--patch", "16", "--batch-size", "2", "--steps", "2", "--val-split", "1", "--val-every", "2",
@@ -168,14 +169,9 @@ def test_lben_trains_exports_certifies_and_deblurs_from_the_command_line(tmp_pat
 
 
 def test_train_theta_trains_the_relaxed_denoiser_end_to_end(tmp_path, capsys):
-    from skimage import data, io
-
     from denoisers.weights import load_weights
 
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    for i in range(3):
-        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    imgs = _camera_crops(tmp_path / "imgs", 3)
     base = ["train", str(imgs), "--width", "4", "--depth", "1", "--patch", "16", "--batch-size", "2", "--steps", "2",
             "--val-split", "1", "--val-every", "2", "--no-progress"]
     assert main(base + ["-o", str(tmp_path / "half"), "--theta", "0.5", "--device", "cpu"]) == 0
@@ -205,12 +201,7 @@ def test_cli_bad_train_and_certify_inputs(tmp_path, capsys):
 
 
 def test_baseline_run_exports_and_certify_refuses_it_clearly(tmp_path, capsys):
-    from skimage import data, io
-
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    for i in range(4):
-        io.imsave(imgs / f"{i}.png", data.camera()[i * 60 : i * 60 + 40, :40], check_contrast=False)
+    imgs = _camera_crops(tmp_path / "imgs", 4)
     out, w = tmp_path / "run", tmp_path / "dncnn.pt"
     assert main(["train", str(imgs), "-o", str(out), "--model", "dncnn", "--width", "4", "--depth", "3", "--patch", "16",
                  "--batch-size", "2", "--steps", "2", "--val-split", "1", "--val-every", "2", "--no-progress"]) == 0
