@@ -8,7 +8,10 @@ Gaussian noise, then restore with
   (strength and step tuned on training images: ``benchmarks/tune_deblur.py``);
 * ``pnp-tv``: PnP-FBS with deepinv's ``TVDenoiser`` at the same strength (no certificate:
   the run is reported as not guaranteed);
-* ``baseline``: PnP-FBS with the matched unconstrained network (``--baseline FILE``).
+* ``baseline``: PnP-FBS with the matched unconstrained network (``--baseline FILE``);
+* ``STEM/fbs``, ``STEM/admm``: another certified model (``--extra STEM.pt``, repeatable; e.g. an
+  equilibrium denoiser in training) in each solver its certificate admits (alpha < 1: PnP-FBS;
+  alpha <= 1/2: PnP-ADMM too), at the shipped model's tuned strength and step, guaranteed.
 
 Kernels are numbered as in the GS-PnP / Prox-PnP code (PnP_restoration): 1-8 are Levin et
 al.'s, 9 a 9x9 uniform, 10 a 25x25 Gaussian of std 1.6.  ``--kernels levin`` (the default)
@@ -154,8 +157,22 @@ def _metrics(est: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
     return float(peak_signal_noise_ratio(t, e, data_range=1.0)), float(ssim)
 
 
+def extra_methods(name: str, model) -> list[str]:
+    """The methods an extra certified model runs: each solver its certified alpha admits.
+
+    Examples
+    --------
+    >>> class Firm:
+    ...     def certified_alpha(self): return 0.5
+    >>> extra_methods("probe", Firm())
+    ['probe/fbs', 'probe/admm']
+    """
+    alpha = model.certified_alpha()
+    return [f"{name}/fbs"] * (alpha < 1) + [f"{name}/admm"] * (alpha <= 0.5)
+
+
 def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, max_iter: int, baseline=None,
-            device: str = "cpu"):
+            device: str = "cpu", extras: dict | None = None):
     """(estimate, iterations, converged, guaranteed, stop reason) of one method on one problem.
 
     The PnP methods run on ``device`` (the closed-form Tikhonov stays on the CPU); the estimate
@@ -171,6 +188,22 @@ def run_one(method: str, y: torch.Tensor, op: Blur, kernel: str, noise: float, m
     """
     if method == "tikhonov":
         return tikhonov_deblur(y, op, noise_level=noise).x, 0, True, None, "closed form"
+    if "/" in method:  # an extra certified model, at the tuned strength and step of its solver
+        stem, which = method.rsplit("/", 1)
+        model = extras[stem]
+        if model.channels != y.shape[1]:
+            from denoisers import ChannelwiseDenoiser
+
+            model = ChannelwiseDenoiser(model)
+        solver = f"pnp-{which}"
+        tuned = defaults_for(solver, y.shape[1])
+        step = {"step_factor": tuned.step_factor} if tuned.step_factor is not None else \
+            ({"step": tuned.step_for(noise)} if tuned.step_for(noise) is not None else {})
+        op_here = op if torch.device(device) == op.kernel.device else copy.deepcopy(op).to(device)
+        r = reconstruct(y.to(device), op_here, denoiser=model.to(device), solver=solver, sigma=tuned.strength * noise,
+                        max_iter=max_iter, progress=False, **step)
+        rep = r.report
+        return r.image.cpu(), rep.iterations[0], rep.converged[0], rep.guaranteed, rep.stop_reason[0]
     if method in ("fbs", "admm"):
         r = deblur(y, op.kernel.numpy(), noise, solver=f"pnp-{method}", boundary="circular", max_iter=max_iter, progress=False,
                    device=device)
@@ -252,7 +285,7 @@ def _other_stops(runs: list[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "-"
 
 
-def setup_fingerprint(method: str, channels: int, baseline_path: str | None) -> str:
+def setup_fingerprint(method: str, channels: int, baseline_path: str | None, extra_paths: dict | None = None) -> str:
     """What a run's result depends on besides the problem: the model file and the tuned
     defaults.  Cached runs are reused only when it matches (re-exported weights redo them).
 
@@ -277,6 +310,9 @@ def setup_fingerprint(method: str, channels: int, baseline_path: str | None) -> 
         return f"{name}:{file_digest(pretrained_path(name))}:{defaults_for(solver, channels)}"
     if method == "pnp-tv":
         return f"tv-n50:{defaults_for('pnp-fbs', channels)}"
+    if "/" in method:
+        stem, which = method.rsplit("/", 1)
+        return f"extra:{file_digest(extra_paths[stem])}:{defaults_for(f'pnp-{which}', channels)}"
     return f"baseline:{file_digest(baseline_path)}:{defaults_for('pnp-fbs', channels)}"
 
 
@@ -345,6 +381,8 @@ def main() -> None:
     ap.add_argument("--methods", default="tikhonov,fbs,admm,pnp-tv")
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--baseline", default=None, help="weights of the matched unconstrained baseline")
+    ap.add_argument("--extra", action="append", default=[],
+                    help="weights of another certified model, run in each solver its certificate admits (repeatable)")
     ap.add_argument("--runs", default=str(_HERE / "runs" / "deblur.jsonl"),
                     help="JSON-lines record of finished runs, reused when their setup matches (default: %(default)s)")
     ap.add_argument("--reuse", action="append", default=[],
@@ -368,7 +406,12 @@ def main() -> None:
         from denoisers.weights import load_weights
 
         baseline = load_weights(args.baseline)
-    methods = args.methods.split(",") + (["baseline"] if baseline is not None else [])
+    from denoisers.weights import load_weights
+
+    extra_paths = {Path(f).stem: f for f in args.extra}
+    extras = {stem: load_weights(f) for stem, f in extra_paths.items()}
+    methods = args.methods.split(",") + (["baseline"] if baseline is not None else []) \
+        + [m for stem, model in extras.items() for m in extra_methods(stem, model)]
 
     def baseline_for(channels: int):
         """The baseline as it runs on images of ``channels``: a gray one per channel on colour."""
@@ -403,7 +446,7 @@ def main() -> None:
         channels = SET_CHANNELS[name]
         folder = ImageFolder(Path(args.data) / name, channels, limit=args.limit)
         jobs = [(i, k, lv) for i in range(len(folder)) for k in kernels for lv in levels]
-        setups = {(m, lv): setup_fingerprint(m, channels, args.baseline) for m in tabled for lv in levels}
+        setups = {(m, lv): setup_fingerprint(m, channels, args.baseline, extra_paths) for m in tabled for lv in levels}
         if shards > 1:
             jobs = jobs[shard::shards]
         for i, k, lv in tqdm(jobs, desc=name if shards == 1 else f"{name} {shard}/{shards}"):
@@ -421,7 +464,8 @@ def main() -> None:
             y = op(truth, seed=100000 * k + 1000 * int(lv * 100) + i)
             for m in todo:
                 t1 = time.perf_counter()
-                x, its, conv, guar, stop = run_one(m, y, op, PROTOCOL_KERNELS[k], noise, args.max_iter, baseline_for(channels), args.device)
+                x, its, conv, guar, stop = run_one(m, y, op, PROTOCOL_KERNELS[k], noise, args.max_iter, baseline_for(channels),
+                                                   args.device, extras)
                 p, s = _metrics(x, truth)
                 run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
                            iterations=int(its), converged=bool(conv), guaranteed=guar, stop=stop, seconds=time.perf_counter() - t1,
@@ -441,7 +485,8 @@ def main() -> None:
     lines = [
         f"`python benchmarks/quality_deblur.py --data DATA/test --sets {args.sets}{f' --limit {args.limit}' if args.limit else ''} "
         f"--protocol {args.protocol} --kernels {args.kernels}{f' --crop {crop}' if crop != protocol['crop'] else ''} "
-        f"--levels {args.levels} --methods {args.methods}{' --baseline BASELINE' if args.baseline else ''} --max-iter {args.max_iter}` "
+        f"--levels {args.levels} --methods {args.methods}{' --baseline BASELINE' if args.baseline else ''}"
+        f"{''.join(f' --extra {Path(f).name}' for f in args.extra)} --max-iter {args.max_iter}` "
         f"({'a SUBSET of the protocol: ' if args.limit or set(protocol['kernels']) - set(kernels) else ''}"
         f"{len({(r['set'], r['image']) for r in runs})} images{f', {crop}x{crop} centre crops' if crop else ''}, "
         f"kernels {args.kernels} ({', '.join(PROTOCOL_KERNELS[k] for k in kernels)})"
@@ -450,6 +495,7 @@ def main() -> None:
         "fbs/admm: deblur() with the shipped certified denoiser and its tuned defaults (gray and colour apart)"
         f"{tv_note}"
         f"{f'; baseline: PnP-FBS with the matched unconstrained network `{Path(args.baseline).name}` (no certificate), same defaults as fbs' if args.baseline else ''}"
+        f"{'; STEM/fbs, STEM/admm: the certified model STEM.pt given by --extra, at the shipped models tuned strength and step' if args.extra else ''}"
         ". Mean PSNR (dB) / SSIM; iterations mean (max); 'conv.' counts runs that reached the "
         f"1e-4 residual; 'other stops' counts runs ended otherwise (diverged, non-monotone, non-finite, max_iter); seconds per run (mean). Machine: {machine()}.{device_note(runs)}",
         "",

@@ -422,3 +422,29 @@ def test_denoising_table_takes_an_extra_certified_model(bench, tmp_path, monkeyp
     qd.main()
     row = next(line for line in sections["denoising-set12"].splitlines() if "probe-lben" in line)
     assert "LBENDenoiser, certified alpha 0.5000" in row and "s per image" in row
+
+
+def test_deblur_table_runs_an_extra_certified_model_in_the_solvers_it_admits(bench, tmp_path, monkeypatch, capsys):
+    import torch
+    from skimage import io
+
+    from denoisers.lben import LBENDenoiser, LBENNet
+    from denoisers.weights import export_weights
+
+    qd = bench("quality_deblur")
+    (tmp_path / "set12").mkdir()
+    io.imsave(tmp_path / "set12" / "0.png", np.random.default_rng(0).integers(0, 256, (24, 24), dtype=np.uint8),
+              check_contrast=False)
+    torch.manual_seed(0)
+    extra = export_weights(LBENDenoiser(LBENNet(1, hidden=2, max_iter=3000), theta=0.5), tmp_path / "probe.pt")
+    record = tmp_path / "runs.jsonl"
+    monkeypatch.setattr(qd, "write_section", lambda name, body, path=None: None)
+    monkeypatch.setattr(sys, "argv", ["quality_deblur.py", "--data", str(tmp_path), "--sets", "set12", "--kernels", "1",
+                                      "--levels", "12.75", "--methods", "tikhonov", "--extra", str(extra),
+                                      "--max-iter", "100", "--runs", str(record)])
+    qd.main()
+    runs = {r["method"]: r for r in qd.load_runs(record)}
+    assert set(runs) == {"tikhonov", "probe/fbs", "probe/admm"}
+    assert runs["probe/fbs"]["guaranteed"] and runs["probe/admm"]["guaranteed"]
+    assert runs["probe/admm"]["setup"].startswith("extra:")
+    assert "--extra probe.pt" in capsys.readouterr().out
