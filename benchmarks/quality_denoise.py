@@ -197,7 +197,8 @@ def main() -> None:
     shipped = ", ".join(f"{n} ({i.steps} steps, certified alpha {i.alpha:.4f})" for n, i in info.items())
     lines = [
         f"`python benchmarks/quality_denoise.py --data DATA/test --train DATA/train/bsd400 --sets {args.sets} --levels {args.levels}"
-        f"{f' --limit {args.limit}' if args.limit else ''}{' --baseline FILE' if baseline is not None else ''}` "
+        f"{f' --limit {args.limit}' if args.limit else ''}{' --baseline FILE' if baseline is not None else ''}"
+        f"{''.join(f' --extra {Path(f).name}' for f in args.extra)}` "
         f"({time.time() - t0:.0f} s). Shipped: {shipped}. {_baseline_sentence(baseline, rec_steps)}"
         "PSNR (dB) / SSIM, noise seeded per image, outputs clipped to [0, 1]. 'averaged' is PnP-FBS's default model, "
         "'firmly non-expansive' PnP-ADMM's, each called as the solvers call it (denoiser(y, sigma)); one noise-conditioned "

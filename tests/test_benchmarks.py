@@ -420,7 +420,7 @@ def test_denoising_table_takes_an_extra_certified_model(bench, tmp_path, monkeyp
     monkeypatch.setattr(sys, "argv", ["quality_denoise.py", "--data", str(tmp_path / "test"), "--train", str(tmp_path / "train"),
                                       "--sets", "set12", "--levels", "25", "--extra", str(extra)])
     qd.main()
-    row = next(line for line in sections["denoising-set12"].splitlines() if "probe-lben" in line)
+    row = next(line for line in sections["denoising-set12"].splitlines() if line.startswith("| set12 | probe-lben"))
     assert "LBENDenoiser, certified alpha 0.5000" in row and "s per image" in row
 
 
