@@ -394,8 +394,13 @@ class LBENNet(nn.Module):
     def _output_bound(self, zeta: torch.Tensor, c: torch.Tensor, ops: _Operators) -> torch.Tensor:
         """Certified bound (per sample, float64, on the CPU) of the output error of one more step
         from ``zeta`` (module notes)."""
-        r = zeta - self._act(zeta - self._fourier(ops.K, zeta) + c)
-        return (r - self._fourier(ops.K, r)).flatten(1).norm(dim=1).double().cpu() / ops.mu * ops.out_norm
+        return self._bound_from_residual(zeta - self._act(zeta - self._fourier(ops.K, zeta) + c), ops)
+
+    def _bound_from_residual(self, r: torch.Tensor, ops: _Operators) -> torch.Tensor:
+        """``|W_o Lambda^{-1/2}| |(I - K~) r| / mu`` per sample: the output error bound of the
+        step whose fixed-point residual is ``r``."""
+        K = ops.K.detach()
+        return (r - self._fourier(K, r)).flatten(1).norm(dim=1).double().cpu() / ops.mu * ops.out_norm
 
     def _rounding_floor(self, zeta: torch.Tensor, ops: _Operators) -> torch.Tensor:
         """The smallest bound the working precision can certify (per sample): rounding of the
@@ -461,8 +466,7 @@ class LBENNet(nn.Module):
         zeta_out = self._act(v)
         with torch.no_grad():
             r = zeta - zeta_out
-            zbound = (r - self._fourier(ops.K.detach(), r)).flatten(1).norm(dim=1).double() / ops.mu
-            error_bound = (zbound.cpu() * ops.out_norm).tolist()
+            error_bound = self._bound_from_residual(r, ops).tolist()
             self.last_rounding = self._rounding_floor(zeta, ops).tolist()
         if zeta_out.requires_grad:
             slope = torch.where(v.detach() > 0, torch.ones_like(v), torch.full_like(v, self.leak))
