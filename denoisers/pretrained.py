@@ -97,6 +97,12 @@ _SHIPPED: dict[str, tuple[str, str]] = {
         "colour, noise-conditioned (0-50/255), trained end to end as D = (I + N) / 2: certified firmly "
         "non-expansive (alpha <= 1/2) at full strength, for PnP-ADMM",
     ),
+    "gray-lben": (
+        "gray-lben.pt",
+        "gray, noise-conditioned (0-50/255) Lipschitz-bounded equilibrium network (LBEN, hidden 32): Lipschitz <= 1 by "
+        "construction, relaxed to alpha 0.99, for PnP-FBS (target_alpha=0.5 relaxes it for PnP-ADMM); about 0.4 dB below "
+        "gray-averaged and slower per call on a CPU",
+    ),
     # The per-level models that preceded them (kept loadable by name; no default uses them).
     "gray-averaged-s25": (
         "gray-averaged-s25.pt",
@@ -152,7 +158,7 @@ def pretrained_path(name: str) -> Path:
     >>> pretrained_path("unet")
     Traceback (most recent call last):
     ...
-    ValueError: no shipped model named 'unet'; available: colour-averaged, colour-averaged-s25, colour-averaged-s50, colour-firm, gray-averaged, gray-averaged-s25, gray-averaged-s50, gray-firm
+    ValueError: no shipped model named 'unet'; available: colour-averaged, colour-averaged-s25, colour-averaged-s50, colour-firm, gray-averaged, gray-averaged-s25, gray-averaged-s50, gray-firm, gray-lben
     """
     if name not in _SHIPPED:
         raise ValueError(f"no shipped model named {name!r}; available: {', '.join(sorted(_SHIPPED))}")

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--margin", type=float, default=0.95)
     tr.add_argument("--max-substeps", type=int, default=None)
     tr.add_argument("--hidden", type=int, default=16, help="lben: hidden channels of the equilibrium (default: %(default)s)")
+    tr.add_argument("--kernel-size", type=int, default=3, help="lben: side of the odd convolution kernels (default: %(default)s)")
     tr.add_argument("--gamma", type=float, default=1.0, help="lben: the Lipschitz bound it is built with (default: %(default)s)")
     tr.add_argument("--monotonicity", type=float, default=0.5, help="lben: the LMI margin m > 0 (default: %(default)s)")
     tr.add_argument("--leak", type=float, default=0.0, help="lben: LeakyReLU slope in [0, 1) (default: %(default)s, ReLU)")
@@ -275,7 +276,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from denoisers.training import TrainConfig, train
 
     if args.model == "lben":
-        model_kwargs = dict(hidden=args.hidden, gamma=args.gamma, monotonicity=args.monotonicity, leak=args.leak, pad=args.pad,
+        model_kwargs = dict(hidden=args.hidden, kernel_size=args.kernel_size, gamma=args.gamma, monotonicity=args.monotonicity, leak=args.leak, pad=args.pad,
                             tol=args.eq_tol, max_iter=args.eq_max_iter)
     else:
         model_kwargs = dict(width=args.width, depth=args.depth)

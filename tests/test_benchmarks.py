@@ -448,3 +448,17 @@ def test_deblur_table_runs_an_extra_certified_model_in_the_solvers_it_admits(ben
     assert runs["probe/fbs"]["guaranteed"] and runs["probe/admm"]["guaranteed"]
     assert runs["probe/admm"]["setup"].startswith("extra:")
     assert "--extra probe.pt" in capsys.readouterr().out
+
+
+def test_lben_speed_reports_what_the_solves_did(tmp_path):
+    """The equilibrium cost benchmark on a small crop: the certified-accuracy solve meets its
+    bound, a tighter tolerance costs iterations, a warm start saves them."""
+    mod = _import_script("lben_speed")
+    out = tmp_path / "speed.json"
+    assert mod.main(["--repeats", "1", "--size", "48", "--no-write", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    s = r["stats"]
+    certified = s["certified error <= 1e-3"]
+    assert certified["error_bound"] <= max(1e-3, certified["rounding_floor"])
+    assert s["cold, tol 1e-5"]["iterations"] > s["cold, tol 1e-4"]["iterations"] >= s["warm (nearby input)"]["iterations"]
+    assert r["kappa"] > 1 and r["operator_mb"] > 0 and set(r["times"]) >= {"gray-averaged", "cold, tol 1e-4"}

@@ -148,15 +148,15 @@ def test_lben_trains_exports_certifies_and_deblurs_from_the_command_line(tmp_pat
 
     imgs = _camera_crops(tmp_path / "imgs", 3)
     run = tmp_path / "run"
-    assert main(["train", str(imgs), "-o", str(run), "--model", "lben", "--hidden", "3", "--theta", "0.5", "--noise-knots",
+    assert main(["train", str(imgs), "-o", str(run), "--model", "lben", "--hidden", "3", "--kernel-size", "5", "--theta", "0.5", "--noise-knots",
                  "0,50/255", "--patch", "16", "--batch-size", "2", "--steps", "2", "--val-split", "1", "--val-every", "2",
                  "--no-progress"]) == 0
     kwargs = json.loads((run / "config.json").read_text())["model_kwargs"]
-    assert kwargs["hidden"] == 3 and kwargs["theta"] == 0.5 and kwargs["noise_knots"] == [0.0, 50 / 255]
+    assert kwargs["hidden"] == 3 and kwargs["kernel_size"] == 5 and kwargs["theta"] == 0.5 and kwargs["noise_knots"] == [0.0, 50 / 255]
     w = tmp_path / "lben.pt"
     assert main(["export", str(run), "-o", str(w)]) == 0
     model = load_weights(w)
-    assert isinstance(model, LBENDenoiser) and model.certified_alpha() == 0.5
+    assert isinstance(model, LBENDenoiser) and model.certified_alpha() == 0.5 and model.net.kernel_size == 5
     capsys.readouterr()
     assert main(["certify", str(w), "--json", str(tmp_path / "c.json")]) == 0
     assert "schur_min_eig" in capsys.readouterr().out

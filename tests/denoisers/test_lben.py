@@ -373,3 +373,38 @@ def test_channelwise_lben_keeps_the_certified_accuracy():
     from denoisers.baselines import DnCNN
 
     assert ChannelwiseDenoiser(DnCNN(1, width=2, depth=2)).denoise_within is None
+
+
+def test_shipped_lben_is_certified_relaxes_for_admm_and_restores_a_photograph():
+    """The shipped equilibrium model: its record, its certificate as re-derived on load, the
+    relaxation PnP-ADMM asks for, and real work on a photograph (denoising and deblur())."""
+    from skimage import data
+    from skimage.metrics import peak_signal_noise_ratio as psnr
+
+    from denoisers import available_pretrained, load_pretrained
+    from operators import Blur
+    from pnp_stable import deblur
+
+    info = available_pretrained()["gray-lben"]
+    d = load_pretrained("gray-lben")
+    assert isinstance(d, LBENDenoiser) and d.net.hidden == 32
+    assert d.certified_alpha() == pytest.approx(0.99) and info.lipschitz_bound <= 1 + 1e-12
+    assert info.sigma_train == (0.0, pytest.approx(50 / 255)) and info.total_steps > info.steps and "cuda" in info.training_devices
+    firm = load_pretrained("gray-lben", target_alpha=0.5)
+    assert firm.certified_alpha() <= 0.5
+    assert firm.certified_part().alpha <= 0.5 and d.certified_alpha() == pytest.approx(0.99)  # the copies are separate
+
+    truth = data.camera()[180:244, 220:284].astype(np.float64) / 255
+    rng = np.random.default_rng(0)
+    noisy = truth + 25 / 255 * rng.standard_normal(truth.shape)
+    with torch.no_grad():
+        out = d(torch.tensor(noisy, dtype=torch.float32)[None, None], 25 / 255)[0, 0].double().numpy()
+    assert psnr(truth, out.clip(0, 1), data_range=1) > psnr(truth, noisy.clip(0, 1), data_range=1) + 5
+    assert np.isfinite(d.last_report.error_bound).all()
+
+    blurred = Blur("gaussian:1.6", boundary="circular").A(torch.tensor(truth)[None, None])[0, 0].numpy()
+    y = blurred + 0.01 * rng.standard_normal(truth.shape)
+    for solver in ("pnp-fbs", "pnp-admm"):
+        r = deblur(y, "gaussian:1.6", 0.01, solver=solver, denoiser="gray-lben", boundary="circular", max_iter=30, progress=False)
+        assert r.report.guaranteed, solver
+        assert psnr(truth, r.image, data_range=1) > psnr(truth, y.clip(0, 1), data_range=1) + 1, solver
