@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from operators.blur import BLUR_BOUNDARIES
@@ -134,7 +136,101 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--no-empirical", action="store_true", help="skip the empirical lower bounds")
     ce.add_argument("--json", dest="json_out", default=None, help="also write the certificate as JSON to this file")
     ce.add_argument("--overwrite", action="store_true")
+
+    rt = sub.add_parser("robust-train", help="train a certified-robust classifier on a folder of class subfolders (resumes)")
+    rt.add_argument("train_dir", help="folder of class subfolders of images (ImageFolder layout; never a test set)")
+    rt.add_argument("-o", "--out", required=True, help="run folder: config, log, checkpoint, classifier.pt when finished")
+    rt.add_argument("--model", default="lipschitz", choices=("lipschitz", "plain"),
+                    help="lipschitz: certified gradient-flow classifier; plain: the unconstrained baseline (default: %(default)s)")
+    rt.add_argument("--widths", default="32,64,128", help="channels per stage (default: %(default)s)")
+    rt.add_argument("--blocks", default="2,2,2", help="blocks per stage (default: %(default)s)")
+    rt.add_argument("--hidden-factor", type=int, default=2)
+    rt.add_argument("--epochs", type=float, default=10.0)
+    rt.add_argument("--batch-size", type=int, default=128)
+    rt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule (Adam)")
+    rt.add_argument("--weight-decay", type=float, default=0.0)
+    rt.add_argument("--margin", type=float, default=2 * 2 ** 0.5 * 36 / 255,
+                    help="Lipschitz-margin loss offset (default 2 sqrt(2) 36/255: aims at radius 36/255)")
+    rt.add_argument("--temperature", type=float, default=0.25)
+    rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--val-per-class", type=int, default=100, help="training images held out per class for validation")
+    rt.add_argument("--val-every", type=int, default=500)
+    rt.add_argument("--checkpoint-every", type=int, default=100)
+    rt.add_argument("--limit-per-class", type=int, default=None, help="read at most this many images per class")
+    rt.add_argument("--threads", type=int, default=0)
+    rt.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (rerun to resume)")
+    rt.add_argument("--device", default=None)
+    rt.add_argument("--no-progress", action="store_true")
+
+    re_ = sub.add_parser("robust-eval", help="clean, certified and PGD-l2 accuracy of a classifier on a folder")
+    re_.add_argument("model", help="classifier.pt (or the run folder holding it)")
+    re_.add_argument("data_dir", help="folder of class subfolders (the same classes as in training)")
+    re_.add_argument("--pgd-images", type=int, default=1000, help="images attacked (the first N; default: %(default)s)")
+    re_.add_argument("--pgd-steps", type=int, default=20)
+    re_.add_argument("--limit-per-class", type=int, default=None)
+    re_.add_argument("--json", dest="json_out", default=None, help="also write the result as JSON to this file")
+    re_.add_argument("--overwrite", action="store_true")
+    re_.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{name} must be positive integers; got {text!r}")
+    return values
+
+
+def _run_robust_train(args: argparse.Namespace) -> int:
+    from .robust.training import RobustTrainConfig, robust_train
+
+    cfg = RobustTrainConfig(
+        train_dir=args.train_dir, out_dir=args.out, model=args.model, widths=_int_list(args.widths, "--widths"),
+        blocks=_int_list(args.blocks, "--blocks"), hidden_factor=args.hidden_factor, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, margin=args.margin, temperature=args.temperature, seed=args.seed,
+        val_per_class=args.val_per_class, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+        limit_per_class=args.limit_per_class, threads=args.threads,
+    )
+    r = robust_train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress, device=args.device)
+    if r["finished"]:
+        v = r["validation"]
+        cert = ", ".join(f"{float(k) * 255:.0f}/255: {a:.1%}" for k, a in v.get("certified_accuracy", {}).items())
+        print(f"finished at step {r['step']} ({r['wall_time'] / 60:.1f} min); held-out accuracy {v['clean_accuracy']:.1%}"
+              + (f", certified {cert}" if cert else "") + f"; classifier: {Path(args.out) / 'classifier.pt'}")
+    else:
+        print(f"stopped at step {r['step']} of {r['total_steps']} (run the same command to resume); run folder {args.out}")
+    return 0
+
+
+def _run_robust_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .robust.data import load_image_folder
+    from .robust.training import evaluate_classifier, load_classifier
+
+    if args.json_out and Path(args.json_out).exists() and not args.overwrite:
+        raise ValueError(f"{args.json_out} exists; pass --overwrite to replace it")
+    model = load_classifier(args.model)
+    data = load_image_folder(args.data_dir, limit_per_class=args.limit_per_class, progress=not args.no_progress)
+    trained_on = model.record.get("classes")
+    if trained_on is not None and list(trained_on) != list(data.classes):
+        raise ValueError(f"{args.data_dir} has classes {data.classes}; the classifier was trained on {trained_on}")
+    r = evaluate_classifier(model, data, pgd_images=args.pgd_images, pgd_steps=args.pgd_steps, progress=not args.no_progress)
+    print(f"{r['images']} images: clean accuracy {r['clean_accuracy']:.2%} ({r['seconds']:.0f} s)")
+    for key, acc in r.get("certified_accuracy", {}).items():
+        print(f"  eps {float(key) * 255:.0f}/255: certified {acc:.2%}, PGD-l2 ({r['pgd_steps']} steps, first {r['pgd_images']} images) "
+              f"{r['pgd_accuracy'][key]:.2%}")
+    if "lipschitz_bound" in r:
+        print(f"  Lipschitz: certified <= {r['lipschitz_bound']:.6f} (float64 product over every layer), measured >= "
+              f"{r.get('empirical_lipschitz', float('nan')):.4f} (estimate)")
+    if args.json_out:
+        tmp = Path(args.json_out).with_name(Path(args.json_out).name + ".partial")
+        tmp.write_text(json.dumps(r, indent=1))
+        os.replace(tmp, args.json_out)
+    return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -337,7 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     retain_freed_memory()
     try:
         return {"demo": _run_demo, "train": _run_train, "certify": _run_certify, "export": _run_export,
-                "solvers": _run_solvers, "deblur": _run_deblur, "models": _run_models}[args.command](args)
+                "solvers": _run_solvers, "deblur": _run_deblur, "models": _run_models, "robust-train": _run_robust_train,
+                "robust-eval": _run_robust_eval}[args.command](args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"pnp-stable {args.command}: error: {exc}", file=sys.stderr)
         return 2
