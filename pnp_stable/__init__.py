@@ -10,7 +10,9 @@
   (plugins through the entry-point group ``pnp_stable.solvers``).
 * :func:`retain_freed_memory`: a process-wide glibc setting that keeps iterative solvers from
   page-faulting their buffers in at every iteration (the command line sets it).
-* ``pnp-stable`` command line: ``--version``, ``demo``, ``solvers``, ``train``, ``export``, ``certify``.
+* ``pnp-stable`` command line: ``--version``, ``demo``, ``solvers``, ``train``, ``export``, ``certify``,
+  ``robust-train``, ``robust-eval``.
+* :mod:`pnp_stable.robust`: certified-robust classifiers from the same certified layers.
 """
 
 from ._version import __version__

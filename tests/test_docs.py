@@ -53,7 +53,7 @@ def test_table_check_catches_a_misplaced_row():
     assert [cells(line) for line in lines] == [2, 2, 2, 3]
 
 
-@pytest.mark.parametrize("page", ["docs/operators.md", "docs/denoisers.md"])
+@pytest.mark.parametrize("page", ["docs/operators.md", "docs/denoisers.md", "docs/robust.md"])
 def test_user_guide_tables_are_well_formed(page):
     test_every_table_row_has_its_header_columns(page)
 
@@ -69,7 +69,7 @@ def test_readme_is_a_front_page_with_the_two_quickstart_commands():
     assert 'pip install ".[test]" && python -m pytest' in ci and "pnp-stable demo -o deblur_demo.png --overwrite" in ci
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/operators.md", "docs/denoisers.md", "docs/solvers.md"])
+@pytest.mark.parametrize("document", ["README.md", "docs/operators.md", "docs/denoisers.md", "docs/solvers.md", "docs/robust.md"])
 def test_relative_links_point_to_files(document):
     import re
 
