@@ -98,3 +98,28 @@ def test_lipschitz_tightness_demo(tmp_path, capsys):
     export_weights(DnCNN(1, width=2, depth=2), not_lben)
     assert demo.main(["-o", str(tmp_path / "u.png"), "--lben", str(not_lben), "--side", "8", "--steps", "2"]) == 2
     assert "not an LBEN denoiser" in capsys.readouterr().err
+
+
+def test_robust_radius_demo(tmp_path, capsys):
+    import numpy as np
+    import torch
+    from skimage.io import imsave
+
+    from pnp_stable.robust import LipschitzClassifier
+    from pnp_stable.robust.training import save_classifier
+
+    demo = _load("robust_radius")
+    for c in ("a", "b"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(3):
+            imsave(tmp_path / "data" / c / f"{i}.png", np.random.default_rng(i).integers(0, 255, (8, 8, 3)).astype(np.uint8),
+                   check_contrast=False)
+    torch.manual_seed(0)
+    model = tmp_path / "clf.pt"
+    save_classifier(LipschitzClassifier(classes=2, widths=(4, 8), blocks=(1, 1), image_size=8), model, name="lipschitz")
+    out = tmp_path / "r.png"
+    assert demo.main([str(model), str(tmp_path / "data"), "-o", str(out), "--images", "6"]) == 0
+    printed = capsys.readouterr().out
+    assert out.stat().st_size > 1000 and "every attack distance >= its certified radius: True" in printed
+    assert demo.main([str(model), str(tmp_path / "data"), "-o", str(out), "--images", "6"]) == 2  # no overwrite unasked
+    assert demo.main([str(tmp_path / "missing.pt"), str(tmp_path / "data"), "-o", str(tmp_path / "x.png")]) == 2
