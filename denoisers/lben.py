@@ -171,6 +171,21 @@ def _apply(op: torch.Tensor, xh: torch.Tensor) -> torch.Tensor:
     return torch.matmul(op, xh.permute(2, 1, 0).contiguous()).permute(2, 1, 0)
 
 
+def _symbol_at(weight: torch.Tensor, size: tuple[int, int], freqs: torch.Tensor, *, full: bool = False) -> torch.Tensor:
+    """:func:`conv_symbol` at the frequencies ``freqs`` only (indices into its flattened list):
+    ``sum_t w_t e^{+i omega . t}`` over the kernel taps ``t`` (phases in float64)."""
+    out_c, in_c, k, _ = weight.shape
+    H, W = size
+    cols = W if full else W // 2 + 1
+    fy = torch.div(freqs, cols, rounding_mode="floor").to(torch.float64)
+    fx = (freqs % cols).to(torch.float64)
+    taps = torch.arange(k, dtype=torch.float64, device=freqs.device) - k // 2
+    angle = 2 * math.pi * (fy[:, None, None] * taps[None, :, None] / H + fx[:, None, None] * taps[None, None, :] / W)
+    complex_dtype = torch.complex64 if weight.dtype == torch.float32 else torch.complex128
+    phase = torch.polar(torch.ones_like(angle), angle).to(complex_dtype)  # (F, k, k)
+    return torch.einsum("oiab,fab->foi", weight.to(complex_dtype), phase)
+
+
 @dataclass
 class _Operators:
     """Per-frequency operators of one grid (see the module notes for the symbols)."""
@@ -284,6 +299,11 @@ class LBENNet(nn.Module):
         self._warm: tuple | None = None
         #: Per sample, the smallest error bound the last solve's precision could certify.
         self.last_rounding: list | None = None
+        #: Frequencies per block when building inference operators (bounds the temporaries).
+        self.build_block = 4096
+        #: Refuse to build operators larger than this (bytes of the two kept n x n per-frequency
+        #: tensors), with an error that says why, rather than exhaust the memory.
+        self.max_operator_bytes = 8 * 2**30
 
     # -- parameters in their constrained form -------------------------------------------
     def feedthrough(self) -> torch.Tensor:
@@ -295,10 +315,18 @@ class LBENNet(nn.Module):
         return torch.exp(-self.log_psi)
 
     # -- operators ---------------------------------------------------------------------------
-    def _symbols(self, size, dtype, *, full: bool = False):
-        """Per-frequency ``U, W_o, V, S`` and the derived ``K = Lambda (I - W)``, ``R``, ``Q``."""
+    def _symbols(self, size, dtype, *, full: bool = False, freqs: torch.Tensor | None = None):
+        """Per-frequency ``U, W_o, V, S`` and the derived ``K = Lambda (I - W)``, ``R``, ``Q``.
+
+        ``freqs``: indices into the flattened frequency list of ``conv_symbol`` (default: all);
+        the symbols of a subset are summed over the kernel taps directly, so that the operators
+        of a large image can be built a block of frequencies at a time."""
         cast = {"dtype": dtype}
-        U, Wo, V, S = (conv_symbol(p.to(**cast), size, full=full) for p in (self.U, self.Wo, self.V, self.S))
+        params = [p.to(**cast) for p in (self.U, self.Wo, self.V, self.S)]
+        if freqs is None:
+            U, Wo, V, S = (conv_symbol(p, size, full=full) for p in params)
+        else:
+            U, Wo, V, S = (_symbol_at(p, size, freqs, full=full) for p in params)
         lam = self.lambdas().to(**cast)
         d = self.feedthrough().to(**cast)
         g, m = self.gamma, self.monotonicity
@@ -310,6 +338,26 @@ class LBENNet(nn.Module):
         K = H / 2 + S - S.mH
         return dict(U=U, Wo=Wo, R=R, q=q, K=K, lam=lam, d=d)
 
+    def operator_bytes(self, size: tuple[int, int], dtype: torch.dtype = torch.float32) -> int:
+        """Bytes of the per-frequency operators of the padded grid ``size`` (two complex
+        ``hidden x hidden`` matrices per frequency); they grow with the pixels and ``hidden**2``.
+
+        Examples
+        --------
+        >>> LBENNet(1, hidden=4).operator_bytes((10, 10))
+        15360
+        """
+        item = 8 if dtype == torch.float32 else 16
+        return 2 * size[0] * (size[1] // 2 + 1) * self.hidden**2 * item
+
+    def _check_operator_memory(self, size, dtype, F_count) -> None:
+        need = self.operator_bytes(size, dtype)
+        if need > self.max_operator_bytes:
+            H, W = size[0] - 2 * self.pad, size[1] - 2 * self.pad
+            raise ValueError(f"an equilibrium solve on a {H}x{W} image needs {need / 2**30:.1f} GiB of per-frequency operators "
+                             f"(hidden {self.hidden}); the limit is {self.max_operator_bytes / 2**30:.1f} GiB "
+                             f"(net.max_operator_bytes). Denoise smaller tiles, or use a gradient-flow model for large images")
+
     def _param_version(self) -> tuple:
         return tuple((p.data_ptr(), p._version) for p in self.parameters())
 
@@ -320,10 +368,31 @@ class LBENNet(nn.Module):
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if not grad and self._cache is not None and self._cache.key == key:
             return self._cache
-        sym = self._symbols(size, dtype)
+        H, W = size
+        F_count = H * (W // 2 + 1)
+        self._check_operator_memory(size, dtype, F_count)
         s = torch.exp(self.log_psi.to(dtype) / 2)  # Lambda^{-1/2}
-        sc = s.to(sym["K"].dtype)
-        Kt = sc[:, None] * sym["K"] * sc[None, :]
+        device = self.U.device
+        # In inference the operators are built a block of frequencies at a time into their final
+        # tensors: the temporaries of one block (symbols, products) stay small, so the peak is
+        # little above what is kept (building all at once peaked at about 4x that).  Training
+        # grids are small and need the autograd graph: one block.
+        block = F_count if grad else max(1, self.build_block)
+        out = None
+        for start in range(0, F_count, block):
+            stop = min(start + block, F_count)
+            freqs = None if block >= F_count else torch.arange(start, stop, device=device)
+            sym = self._symbols(size, dtype, freqs=freqs)
+            sc = s.to(sym["K"].dtype)
+            parts = (sc[:, None] * sym["K"] * sc[None, :], (1 / sc)[:, None] * sym["U"], sym["Wo"] * sc[None, None, :])
+            if block >= F_count:
+                out = parts
+                break
+            if out is None:  # the final tensors, filled block by block
+                out = tuple(torch.empty((F_count, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in parts)
+            for whole, part in zip(out, parts):
+                whole[start:stop] = part
+        Kt, Uz, Oz = out
         eye = torch.eye(self.hidden, dtype=Kt.dtype, device=Kt.device)
         with torch.no_grad():
             # Certified extremes of the operator on this grid, without per-frequency eigenvalue
@@ -335,16 +404,20 @@ class LBENNet(nn.Module):
             # sym(K~) = Lambda^{-1/2} (H/2) Lambda^{-1/2} >= (m/2) min Lambda^{-1}.  The floor is
             # lowered by the rounding of the assembled K~ in its working precision (at most a few
             # units of n eps |K~|_F per entry block).
-            lip = float(Kt.detach().abs().double().square().sum((-2, -1)).max().sqrt()) * (1 + 1e-6)
+            lip = max(float(Kt[i:i + block].detach().abs().double().square().sum((-2, -1)).max())
+                      for i in range(0, F_count, block)) ** 0.5 * (1 + 1e-6)
             eps = torch.finfo(Kt.real.dtype).eps
             mu = self.monotonicity / 2 * float(torch.exp(self.log_psi.detach().double()).min()) - 4 * self.hidden * eps * lip
             if mu <= 0:
                 raise ValueError(f"the equilibrium operator's certified monotonicity is not positive in {Kt.real.dtype} "
                                  f"(margin m = {self.monotonicity} against a norm bound of {lip:.3g}); use float64 or a larger m")
         alpha = self.pr_step if self.pr_step is not None else 1 / math.sqrt(mu * lip)
-        Minv = torch.linalg.inv(eye + alpha * Kt)
-        Uz = (1 / sc)[:, None] * sym["U"]
-        Oz = sym["Wo"] * sc[None, None, :]
+        if grad:
+            Minv = torch.linalg.inv(eye + alpha * Kt)
+        else:
+            Minv = torch.empty_like(Kt)
+            for i in range(0, F_count, block):
+                Minv[i:i + block] = torch.linalg.inv(eye + alpha * Kt[i:i + block])
         with torch.no_grad():
             G = (Oz @ Oz.mH).to(torch.complex128)  # (F, c, c): exact grid norm of W_o Lambda^{-1/2}
             out_norm = float(torch.linalg.eigvalsh(G)[:, -1].clamp_min(0).max().sqrt()) * (1 + 1e-6)

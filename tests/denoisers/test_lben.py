@@ -408,3 +408,31 @@ def test_shipped_lben_is_certified_relaxes_for_admm_and_restores_a_photograph():
         r = deblur(y, "gaussian:1.6", 0.01, solver=solver, denoiser="gray-lben", boundary="circular", max_iter=30, progress=False)
         assert r.report.guaranteed, solver
         assert psnr(truth, r.image, data_range=1) > psnr(truth, y.clip(0, 1), data_range=1) + 1, solver
+
+
+def test_operators_built_by_frequency_blocks_equal_the_whole_build_and_large_grids_are_refused():
+    from denoisers.lben import _symbol_at
+
+    torch.manual_seed(12)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    for full in (False, True):
+        whole = conv_symbol(w, (9, 12), full=full)
+        torch.testing.assert_close(_symbol_at(w, (9, 12), torch.arange(whole.shape[0]), full=full), whole, rtol=0, atol=1e-12)
+    net = LBENNet(1, hidden=5, noise_knots=[0.0, 0.2]).eval()
+    x = torch.rand(1, 1, 14, 11)
+    with torch.no_grad():
+        net.build_block = 10**9
+        a = net.operators((22, 19))
+        ref = net(x, 0.1)
+        net._cache, net._warm, net.build_block = None, None, 13  # 13 does not divide the frequency count
+        b = net.operators((22, 19))
+        out = net(x, 0.1)
+    for name in ("K", "Minv", "Uz", "Oz"):
+        torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=0, atol=1e-5)
+    assert (b.mu, b.alpha) == pytest.approx((a.mu, a.alpha), rel=1e-6)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    assert net.operator_bytes((22, 19)) == 2 * 22 * 10 * 25 * 8
+    net.max_operator_bytes = net.operator_bytes((22, 19)) - 1
+    net._cache = None
+    with pytest.raises(ValueError, match=r"needs .* GiB of per-frequency operators .*Denoise smaller tiles"):
+        net(x, 0.1)
