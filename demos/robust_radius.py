@@ -34,9 +34,12 @@ def run(model, data, images: int = 100, bisections: int = 8, steps: int = 30, hi
     --------
     >>> from pnp_stable.robust import LipschitzClassifier
     >>> from pnp_stable.robust.data import ImageSet
-    >>> net = LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8)
-    >>> data = ImageSet(torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8), torch.zeros(6, dtype=torch.int64), ["a", "b"])
+    >>> net = LipschitzClassifier(classes=2, widths=(4, 8), blocks=(1, 1), image_size=8)
+    >>> x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    >>> data = ImageSet(x, net.eval()(x.float() / 255).argmax(1), ["a", "b"])  # labelled as predicted: all correct
     >>> res = run(net, data, images=6, bisections=2, steps=3)
+    >>> res["correct"]
+    6
     >>> all(a >= c for c, a in zip(res["certified"], res["attack"]))
     True
     """

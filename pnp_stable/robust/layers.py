@@ -75,6 +75,9 @@ class PixelUnshuffle(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
             raise ValueError(f"image sides {tuple(x.shape[-2:])} must be multiples of {self.factor}")
+        if x.shape[0] == 0:  # torch returns the wrong channel count for an empty batch
+            f = self.factor
+            return x.new_empty(0, x.shape[1] * f * f, x.shape[2] // f, x.shape[3] // f)
         return F.pixel_unshuffle(x, self.factor)
 
     def lipschitz_bound(self) -> float:

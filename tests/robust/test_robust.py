@@ -116,3 +116,9 @@ def test_unconstrained_baseline_has_no_certificate_and_bad_input_is_refused():
         pgd_l2(net, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), -0.1)
     with pytest.raises(ValueError, match="labels must have shape"):
         pgd_l2(net, torch.rand(2, 3, 8, 8), torch.tensor([0]), 0.1)
+
+
+def test_empty_batches_pass_through():
+    net = LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8).eval()
+    with torch.no_grad():
+        assert net(torch.rand(0, 3, 8, 8)).shape == (0, 10)
