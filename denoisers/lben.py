@@ -664,6 +664,9 @@ class LBENDenoiser(Denoiser, CertifiedDenoiser):
         self.theta = float(theta)
         # Not part of the weights file: a caller's request (e.g. PnP-ADMM's 1/2), as for AveragedDenoiser.
         self.target_alpha = target_alpha
+        #: In denoise_within, finish in float64 the float32 solves whose certified error cannot
+        #: reach the demanded accuracy (their rounding floor is above it).
+        self.escalate_precision = True
 
     def effective_theta(self) -> float:
         """The relaxation used: ``theta``, lowered to reach ``target_alpha`` if one is set.
@@ -698,12 +701,42 @@ class LBENDenoiser(Denoiser, CertifiedDenoiser):
         True
         """
         t = self.effective_theta()
-        atol_net = torch.as_tensor(atol, dtype=torch.float64) / t
+        atol_net = torch.as_tensor(atol, dtype=torch.float64).reshape(-1).expand(x.shape[0]) / t
         out = self.net(x, sigma, atol=atol_net)
+        bound_net = torch.tensor(self.net.last_report.error_bound, dtype=torch.float64)
+        floor_net = torch.tensor(self.net.last_rounding, dtype=torch.float64)
+        short = bound_net > atol_net
         y = out if t == 1.0 else (1 - t) * x + t * out
-        bound = t * torch.tensor(self.net.last_report.error_bound, dtype=torch.float64)
-        floor = t * torch.tensor(self.net.last_rounding, dtype=torch.float64)
+        bound, floor = t * bound_net, t * floor_net
+        if self.escalate_precision and x.dtype == torch.float32 and bool(short.any()):
+            # float32 cannot certify below its rounding floor, and late PnP iterations ask for
+            # less: finish those samples in float64 (a float64 copy of the network, kept while
+            # the weights do not change), relax in float64, then round back.  The rounding to
+            # float32 is added to the bound, so the reported error stays an upper bound.
+            idx = torch.nonzero(short).flatten()
+            sig = sigma[idx.to(sigma.device)] if isinstance(sigma, torch.Tensor) and sigma.numel() > 1 else sigma
+            x64 = x[idx].double()
+            out64 = self._float64_net()(x64, sig, atol=atol_net[idx])
+            y64 = out64 if t == 1.0 else (1 - t) * x64 + t * out64
+            rounded = y64.float()
+            cast = (rounded.double() - y64).flatten(1).norm(dim=1).detach().cpu()
+            net64 = self.__dict__["_net64"]
+            y = y.clone()
+            y[idx] = rounded
+            bound[idx] = t * torch.tensor(net64.last_report.error_bound, dtype=torch.float64) + cast
+            floor[idx] = t * torch.tensor(net64.last_rounding, dtype=torch.float64) + cast
         return y, bound, floor
+
+    def _float64_net(self) -> LBENNet:
+        # Kept in __dict__, not as a submodule: it must stay out of state_dict and the weights file.
+        key = (self.net._param_version(), self.net.U.device)
+        if self.__dict__.get("_net64_key") != key:
+            import copy
+
+            net64 = copy.deepcopy(self.net).double().eval()
+            net64._cache, net64._warm = None, None
+            self.__dict__["_net64"], self.__dict__["_net64_key"] = net64, key
+        return self.__dict__["_net64"]
 
     @property
     def channels(self) -> int:

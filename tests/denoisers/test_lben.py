@@ -436,3 +436,25 @@ def test_operators_built_by_frequency_blocks_equal_the_whole_build_and_large_gri
     net._cache = None
     with pytest.raises(ValueError, match=r"needs .* GiB of per-frequency operators .*Denoise smaller tiles"):
         net(x, 0.1)
+
+
+def test_demands_below_the_float32_floor_are_finished_in_float64():
+    torch.manual_seed(13)
+    d = LBENDenoiser(LBENNet(1, hidden=4, max_iter=3000), theta=0.9).eval()
+    x = torch.rand(2, 1, 12, 12)
+    keys = set(d.state_dict())
+    y, bound, floor = d.denoise_within(x, 0.1, torch.tensor([1e-9, 1e-2]))
+    assert y.dtype == torch.float32 and float(bound[0]) <= 1e-9 + float(floor[0]) and float(floor[0]) < 1e-6
+    assert float(bound[1]) <= 1e-2
+    import copy
+
+    net64 = copy.deepcopy(d.net).double()
+    net64.tol, net64.max_iter = 1e-14, 20000
+    with torch.no_grad():
+        ref = LBENDenoiser(net64, theta=0.9).eval()(x.double(), 0.1)
+    err = (y.double() - ref).flatten(1).norm(dim=1)
+    assert float(err[0]) <= float(bound[0]) + 1e-10  # the float32 rounding of the output is inside the bound
+    assert set(d.state_dict()) == keys  # the float64 copy is not part of the weights
+    d.escalate_precision = False
+    _, bound32, floor32 = d.denoise_within(x, 0.1, torch.tensor([1e-9, 1e-2]))
+    assert float(bound32[0]) > 1e-9 and float(floor32[0]) > 1e-9  # float32 alone stops at its floor
