@@ -350,7 +350,7 @@ class LBENNet(nn.Module):
         item = 8 if dtype == torch.float32 else 16
         return 2 * size[0] * (size[1] // 2 + 1) * self.hidden**2 * item
 
-    def _check_operator_memory(self, size, dtype, F_count) -> None:
+    def _check_operator_memory(self, size, dtype) -> None:
         need = self.operator_bytes(size, dtype)
         if need > self.max_operator_bytes:
             H, W = size[0] - 2 * self.pad, size[1] - 2 * self.pad
@@ -370,7 +370,7 @@ class LBENNet(nn.Module):
             return self._cache
         H, W = size
         F_count = H * (W // 2 + 1)
-        self._check_operator_memory(size, dtype, F_count)
+        self._check_operator_memory(size, dtype)
         s = torch.exp(self.log_psi.to(dtype) / 2)  # Lambda^{-1/2}
         device = self.U.device
         # In inference the operators are built a block of frequencies at a time into their final
