@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from operators.blur import BLUR_BOUNDARIES
-
 from ._version import __version__
 from .allocator import retain_freed_memory
-from .api import DEFAULT_BOUNDARY
+from .commands import IMAGE_COMMANDS, add_image_commands
 from .registry import DEFAULT_SOLVER
 
 __all__ = ["main", "build_parser"]
@@ -102,30 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="noise levels of the calibration, comma separated (default: %(default)s)")
     ex.add_argument("--overwrite", action="store_true")
 
-    db = sub.add_parser("deblur", help="deblur an image file with a PnP solver")
-    db.add_argument("input", help="image file (png, jpg, tif, bmp), gray or colour")
-    db.add_argument("-o", "--output", required=True, help="restored image file (8-bit, values clipped to [0, 1])")
-    db.add_argument("--kernel", required=True, help="kernel spec: gaussian:1.6, levin:3, motion:15,45, file:k.png ...")
-    db.add_argument("--noise", type=_level, required=True, help="noise standard deviation in [0, 1] units (e.g. 0.01 or 2.55/255)")
-    db.add_argument("--denoiser", default="default", help="weights file written by pnp-stable export, or a shipped model name "
-                    "(see pnp-stable models; default: the shipped certified model)")
-    db.add_argument("--solver", default=DEFAULT_SOLVER, help="registered solver (see pnp-stable solvers; default: %(default)s)")
-    db.add_argument("--boundary", default=DEFAULT_BOUNDARY, choices=BLUR_BOUNDARIES,
-                    help="blur boundary model; 'unknown' assumes nothing outside the frame (default: %(default)s)")
-    db.add_argument("--sigma", type=_level, default=None,
-                    help="denoiser strength; default: with the shipped model, the strength tuned for the solver and the "
-                         "noise level (pnp_stable/defaults.py); with another denoiser, the noise level")
-    db.add_argument("--step", type=float, default=None,
-                    help="solver step tau; default: with the shipped model, the tuned step (pnp-admm: 0.15 / noise, "
-                         "clipped to [0.5, 50]; pnp-fbs: 1.9 / ||A||^2); otherwise the solver's (pnp-admm 1, pnp-fbs 1 / ||A||^2)")
-    db.add_argument("--anderson", type=int, default=5, metavar="MEMORY",
-                    help="safeguarded Anderson acceleration memory; 0 runs the plain iteration (default: %(default)s)")
-    db.add_argument("--max-iter", type=int, default=200)
-    db.add_argument("--tol", type=float, default=1e-4)
-    db.add_argument("--report", default=None, help="write the convergence report as JSON")
-    db.add_argument("--plot", default=None, help="write a figure: input, result, residual curve")
-    db.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    db.add_argument("--no-progress", action="store_true")
+    add_image_commands(sub, _level)
 
     sub.add_parser("solvers", help="list the registered solvers and what each guarantees")
     mo = sub.add_parser("models", help="list the shipped certified denoisers with their certificates")
@@ -242,67 +217,6 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ValueError(f"--strength-levels: {exc}") from None
     path = export_run(args.run, args.output, overwrite=args.overwrite, note=args.note, strength_sigmas=levels, progress=True)
     print(f"weights written to {path}")
-    return 0
-
-
-def _run_deblur(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
-    import numpy as np
-
-    from .api import deblur
-    from .io import check_output_path, load_image, write_atomic
-
-    outputs = [p for p in (args.output, args.report, args.plot) if p]
-    for p in outputs:  # refuse before any work, so nothing is half done
-        check_output_path(p, args.overwrite)
-    img = load_image(args.input)
-    options = {} if args.step is None else {"step": args.step}
-    if args.anderson < 0:
-        raise ValueError(f"--anderson must be a memory >= 1, or 0 to switch acceleration off; got {args.anderson}")
-    options["anderson"] = args.anderson if args.anderson > 0 else False
-    rec = deblur(img, args.kernel, args.noise, solver=args.solver, denoiser=args.denoiser, boundary=args.boundary,
-                 channel_axis=-1 if img.ndim == 3 else None, sigma=args.sigma, max_iter=args.max_iter, tol=args.tol,
-                 progress=not args.no_progress, **options)
-    out = np.clip(rec.image, 0, 1)
-
-    def save_image(tmp: str) -> None:
-        from skimage import io, util
-
-        io.imsave(tmp, util.img_as_ubyte(out), check_contrast=False)
-
-    write_atomic(args.output, save_image, overwrite=args.overwrite)
-    rep = rec.report
-    if args.report:
-        payload = dict(dataclasses.asdict(rep), input=str(args.input), kernel=args.kernel, noise=args.noise,
-                       solver=args.solver, boundary=args.boundary)
-        write_atomic(args.report, lambda t: open(t, "w").write(json.dumps(payload, indent=1)), overwrite=args.overwrite)
-    if args.plot:
-        def draw(tmp: str) -> None:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            fig, ax = plt.subplots(1, 3, figsize=(13, 4.4), constrained_layout=True)
-            cmap = "gray" if img.ndim == 2 else None
-            ax[0].imshow(img, cmap=cmap, vmin=0, vmax=1)
-            ax[0].set_title("input")
-            ax[1].imshow(out, cmap=cmap, vmin=0, vmax=1)
-            ax[1].set_title(f"{args.solver}: {rep.iterations[0]} iterations, {rep.stop_reason[0]}")
-            for a in ax[:2]:
-                a.axis("off")
-            ax[2].semilogy(rep.residual_history[0])
-            ax[2].set_xlabel("iteration")
-            ax[2].set_ylabel("relative fixed-point residual")
-            ax[2].set_title("guaranteed" if rep.guaranteed else "no guarantee")
-            fig.savefig(tmp, dpi=100)
-            plt.close(fig)
-
-        write_atomic(args.plot, draw, overwrite=args.overwrite)
-    print(rep.summary())
-    print(f"restored image written to {args.output}")
     return 0
 
 
@@ -433,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     retain_freed_memory()
     try:
         return {"demo": _run_demo, "train": _run_train, "certify": _run_certify, "export": _run_export,
-                "solvers": _run_solvers, "deblur": _run_deblur, "models": _run_models, "robust-train": _run_robust_train,
+                "solvers": _run_solvers, **IMAGE_COMMANDS, "models": _run_models, "robust-train": _run_robust_train,
                 "robust-eval": _run_robust_eval}[args.command](args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"pnp-stable {args.command}: error: {exc}", file=sys.stderr)

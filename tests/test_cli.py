@@ -340,7 +340,7 @@ def test_deblur_command_unknown_boundary_and_anderson_switch(tmp_path, weights_f
     assert main(args + ["--anderson", "0", "--overwrite"]) == 0
     assert "Anderson" not in capsys.readouterr().out
     assert main(args + ["--anderson", "-1", "--overwrite"]) == 2
-    assert "--anderson must be" in capsys.readouterr().err
+    assert "anderson must be a memory >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(args + ["--boundary", "wrap", "--overwrite"])
     assert "invalid choice: 'wrap'" in capsys.readouterr().err
