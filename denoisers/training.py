@@ -5,6 +5,13 @@ optimiser, schedule, step, wall time; written atomically every ``checkpoint_ever
 and ``log.jsonl`` (one line per step, validation PSNR where measured).  Killing the process
 and calling :func:`train` again continues from the last checkpoint and reproduces the
 uninterrupted run exactly (batches are a function of ``(seed, step)``).
+
+Under ``torchrun`` (:mod:`torch.distributed` initialised by the caller, e.g. ``pnp-stable
+train``), the model runs as :class:`~torch.nn.parallel.DistributedDataParallel`: every rank
+draws the same global batch of ``(seed, step)`` and trains on its own contiguous share of it,
+so the averaged gradient is the global batch's and a run on N processes follows the
+one-process run (up to the order of floating-point sums).  Rank 0 alone validates and writes
+the run folder; the stop after ``max_minutes`` is rank 0's decision, broadcast to all.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from operators._io import write_atomic
 from .data import ImageFolder, NoiseSpec, PatchSampler
 from .registry import build_model
 
-__all__ = ["TrainConfig", "TrainResult", "train", "validation_psnr", "export_run"]
+__all__ = ["TrainConfig", "TrainResult", "train", "validation_psnr", "export_run", "check_replicas_agree"]
 
 
 @dataclass
@@ -186,7 +193,7 @@ def _cosine(total: int):
 
 
 def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = None, progress: bool = True,
-          device: str | torch.device | None = None) -> TrainResult:
+          device: str | torch.device | None = None, stop_after: int | None = None) -> TrainResult:
     """Train (or continue training) the model described by ``cfg``.
 
     Parameters
@@ -204,6 +211,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
         CPU, so they are the same everywhere; each log line records the device of its step.
         torch's own precision defaults apply (cuDNN may use TF32 convolutions on a GPU); the
         certificate does not depend on them: it is computed from the weights in float64.
+    stop_after : int, optional
+        Stop cleanly, with a checkpoint, after this many steps in this call.
 
     Returns
     -------
@@ -223,7 +232,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, max_minutes: float | None = 
     (True, 4)
     """
     device = _check_device(device)
-    return _train(cfg, resume=resume, max_minutes=max_minutes, progress=progress, device=device)
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"stop_after must be a number of steps >= 1; got {stop_after}")
+    return _train(cfg, resume=resume, max_minutes=max_minutes, progress=progress, device=device, stop_after=stop_after)
 
 
 def _check_device(device) -> torch.device:
@@ -239,9 +250,56 @@ def _check_device(device) -> torch.device:
     return dev
 
 
-def _train(cfg: TrainConfig, *, resume: bool, max_minutes: float | None, progress: bool, device: torch.device) -> TrainResult:
+def _ranks() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless torch.distributed is initialised."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def check_replicas_agree(model: torch.nn.Module) -> None:
+    """Raise if the ranks of a distributed run hold different weights (nothing to check alone).
+
+    A certificate computed on rank 0 is a certificate of every replica only if they agree:
+    the float64 sum and sum of squares of every parameter are compared across ranks (buffers
+    hold estimates and cached bounds derived from the parameters, which only rank 0 may have
+    computed, e.g. while validating).
+
+    Examples
+    --------
+    >>> check_replicas_agree(torch.nn.Linear(2, 2))  # alone: nothing to compare
+    """
+    rank, world = _ranks()
+    if world == 1:
+        return
+    named = [(n, t) for n, t in model.named_parameters() if t.is_floating_point()]
+    stats = torch.stack([torch.stack([t.detach().double().sum(), t.detach().double().square().sum()]) for _, t in named])
+    lo, hi = stats.clone(), stats.clone()
+    torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+    differ = [n for (n, _), a, b in zip(named, lo, hi) if not torch.equal(a, b)]
+    if differ:
+        raise RuntimeError(f"the {world} ranks hold different weights ({', '.join(differ[:5])}); the run's certificate would "
+                           "not cover them all")
+
+
+def _local_share(batch: tuple[torch.Tensor, ...], rank: int, world: int) -> tuple[torch.Tensor, ...]:
+    """Rank ``rank``'s contiguous share of a global batch (every tensor sliced along dim 0)."""
+    if world == 1:
+        return batch
+    n = batch[0].shape[0] // world
+    return tuple(t[rank * n:(rank + 1) * n].contiguous() for t in batch)
+
+
+def _train(cfg: TrainConfig, *, resume: bool, max_minutes: float | None, progress: bool, device: torch.device,
+           stop_after: int | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
+    rank, world = _ranks()
+    main = rank == 0
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} does not split evenly over {world} processes; use a multiple of {world}")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -275,13 +333,27 @@ def _train(cfg: TrainConfig, *, resume: bool, max_minutes: float | None, progres
         raise FileExistsError(f"{ckpt_path} exists; pass resume=True to continue or choose another out_dir")
     elif cfg.init is not None:
         provenance = _initial_parameters(model, cfg.init)
-        write_atomic(out / "init.json", lambda tmp: Path(tmp).write_text(json.dumps(provenance, indent=1)), overwrite=True)
-    cfg_path.write_text(json.dumps(cfg_dict, indent=1))
+        if main:
+            write_atomic(out / "init.json", lambda tmp: Path(tmp).write_text(json.dumps(provenance, indent=1)), overwrite=True)
+    if world > 1:
+        # Every rank has read the run folder before rank 0 writes to it.
+        torch.distributed.barrier()
+    if main:
+        cfg_path.write_text(json.dumps(cfg_dict, indent=1))
     train_set, val_set = _split_folders(cfg)
     sampler = PatchSampler(train_set, patch=cfg.patch, batch_size=cfg.batch_size, noise=NoiseSpec(cfg.sigma, cfg.sigma_max), seed=cfg.seed)
     val_sigma = cfg.sigma if cfg.sigma_max is None else 0.5 * (cfg.sigma + cfg.sigma_max)
 
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        net = model
+
     def checkpoint() -> None:
+        if not main:
+            return
         _atomic_torch_save(
             {"config": cfg_dict, "model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
              "step": step, "wall_time": wall},
@@ -292,12 +364,12 @@ def _train(cfg: TrainConfig, *, resume: bool, max_minutes: float | None, progres
 
     model.train()
     start, last_val, loss_val = time.perf_counter(), None, float("nan")
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}", unit="step")
-    finished = step >= cfg.steps
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or not main, desc=f"train {cfg.model}", unit="step")
+    first = step
     while step < cfg.steps:
         t0 = time.perf_counter()
-        clean, noisy, sigma = (t.to(device, non_blocking=True) for t in sampler.batch(step))
-        loss = torch.mean((model(noisy, sigma) - clean) ** 2)
+        clean, noisy, sigma = (t.to(device, non_blocking=True) for t in _local_share(sampler.batch(step), rank, world))
+        loss = torch.mean((net(noisy, sigma) - clean) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -305,11 +377,16 @@ def _train(cfg: TrainConfig, *, resume: bool, max_minutes: float | None, progres
         step += 1
         dt = time.perf_counter() - t0
         wall += dt
-        loss_val = loss.item()
+        if world > 1:  # the global batch's loss, as one process would log it
+            total = loss.detach().clone()
+            torch.distributed.all_reduce(total)
+            loss_val = total.item() / world
+        else:
+            loss_val = loss.item()
         entry = {"step": step, "loss": loss_val, "psnr": 10 * math.log10(1 / max(loss_val, 1e-20)),
                  "lr": opt.param_groups[0]["lr"], "patches_per_s": cfg.batch_size / dt, "wall_time": wall,
                  "device": device.type}
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if main and (step % cfg.val_every == 0 or step == cfg.steps):
             last_val = validation_psnr(model, val_set.images, val_sigma, crop=cfg.val_crop)
             entry["val_psnr"] = last_val
         log.append(entry)
@@ -318,11 +395,20 @@ def _train(cfg: TrainConfig, *, resume: bool, max_minutes: float | None, progres
                         pps=f"{entry['patches_per_s']:.0f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint()
-        if max_minutes is not None and time.perf_counter() - start > 60 * max_minutes:
+        stop = (max_minutes is not None and time.perf_counter() - start > 60 * max_minutes) or \
+            (stop_after is not None and step - first >= stop_after)
+        if world > 1 and max_minutes is not None:  # clocks differ: rank 0 decides for all
+            flag = torch.tensor([float(stop)], device=device)
+            torch.distributed.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
             break
     bar.close()
     if step % cfg.checkpoint_every:
         checkpoint()
+    check_replicas_agree(model)
+    if world > 1:
+        torch.distributed.barrier()  # the checkpoint is on disk before any rank returns
     finished = step >= cfg.steps
     return TrainResult(step, finished, wall, loss_val, last_val, out)
 

@@ -87,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", default=None, metavar="WEIGHTS",
                     help="start from this weights file or shipped model (fine-tuning; same architecture)")
     tr.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
+    tr.add_argument("--stop-after", type=int, default=None, metavar="STEPS", help="stop cleanly after this many steps (resume later)")
     tr.add_argument("--device", default=None, help="train on this torch device, e.g. cuda (default: cpu); "
-                    "not part of the run's configuration, so a run may resume elsewhere")
+                    "not part of the run's configuration, so a run may resume elsewhere. Several processes or GPUs: "
+                    "torchrun --nproc_per_node N -m pnp_stable train ... (each takes its share of every batch)")
     tr.add_argument("--no-progress", action="store_true")
     ex = sub.add_parser("export", help="write a run folder's model as a weights file with its training record")
     ex.add_argument("run", help="run folder of pnp-stable train")
@@ -283,6 +285,8 @@ def _level(text: str) -> float:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
     from denoisers.training import TrainConfig, train
 
     if args.model == "lben":
@@ -307,10 +311,21 @@ def _run_train(args: argparse.Namespace) -> int:
         lr=args.lr, seed=args.seed, val_dir=args.val_dir, val_split=args.val_split, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, threads=args.threads, init=args.init,
     )
-    r = train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress, device=args.device)
+    from .distributed import process_group, rank_device
+
+    with process_group(args.device) as group:
+        if group.distributed and not args.threads:
+            # Processes on one machine share its cores.
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", group.world_size))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+        device = rank_device(args.device, group) if args.device else None
+        r = train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress, device=device, stop_after=args.stop_after)
+    if not group.is_main:
+        return 0
     state = "finished" if r.finished else "stopped (run the same command to resume)"
     val = f", validation PSNR {r.last_val_psnr:.2f} dB" if r.last_val_psnr is not None else ""
-    print(f"{state} at step {r.step}, {r.wall_time / 60:.1f} min of training{val}; run folder {r.out_dir}")
+    procs = f" on {group.world_size} processes" if group.distributed else ""
+    print(f"{state} at step {r.step}, {r.wall_time / 60:.1f} min of training{procs}{val}; run folder {r.out_dir}")
     return 0
 
 
