@@ -21,12 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import machine, write_section  # the script's folder is on sys.path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from operators._io import write_atomic  # noqa: E402
+from operators._io import write_atomic
 
 #: The workloads: (label, image, channels, solver, iterations).
 WORKLOADS = (

@@ -31,21 +31,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from _report import interleaved_medians, machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import interleaved_medians, machine, psnr, write_section  # the script's folder is on sys.path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+from skimage import data
 
-from skimage import data  # noqa: E402
-
-from denoisers import load_pretrained  # noqa: E402
+from denoisers import load_pretrained
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(-10 * torch.log10(((a.clamp(0, 1) - b) ** 2).mean()))
 
 
 def main(argv=None) -> int:
@@ -106,12 +100,12 @@ def main(argv=None) -> int:
                      "certified error <= 1e-3": dict(warm=False, atol=1e-3)}.items():
         out = solve(noisy, **kw)
         stats[name] = dict(iterations=int(net.last_report.iterations[0]), error_bound=float(net.last_report.error_bound[0]),
-                           rounding_floor=float(net.last_rounding[0]), psnr=_psnr(lben.theta * out + (1 - lben.theta) * noisy, truth))
+                           rounding_floor=float(net.last_rounding[0]), psnr=psnr(lben.theta * out + (1 - lben.theta) * noisy, truth))
     out = warm_call()
     stats["warm (nearby input)"] = dict(iterations=int(net.last_report.iterations[0]), error_bound=float(net.last_report.error_bound[0]),
-                                        psnr=_psnr(lben.theta * out + (1 - lben.theta) * nearby, truth))
+                                        psnr=psnr(lben.theta * out + (1 - lben.theta) * nearby, truth))
     with torch.no_grad():
-        ode_psnr = _psnr(ode(noisy, sigma), truth)
+        ode_psnr = psnr(ode(noisy, sigma), truth)
 
     with torch.no_grad():
         times = interleaved_medians({

@@ -52,17 +52,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import file_digest, machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import append_record, file_digest, image_to_batch, load_records, machine, metrics, write_section  # the script's folder is on sys.path
+
+from denoisers.data import ImageFolder
+from operators import Blur
+from operators.noise import Gaussian
+from pnp_stable import deblur, reconstruct, tikhonov_deblur
+from pnp_stable.defaults import defaults_for
+from pnp_stable.allocator import retain_freed_memory
 
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from denoisers.data import ImageFolder  # noqa: E402
-from operators import Blur  # noqa: E402
-from operators.noise import Gaussian  # noqa: E402
-from pnp_stable import deblur, reconstruct, tikhonov_deblur  # noqa: E402
-from pnp_stable.defaults import defaults_for  # noqa: E402
-from pnp_stable.allocator import retain_freed_memory  # noqa: E402
 
 SET_CHANNELS = {"set12": 1, "bsd68": 1, "cbsd10": 3, "cbsd68": 3, "set3c": 3}
 
@@ -148,13 +147,6 @@ LITERATURE = (
 )
 
 
-def _metrics(est: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    e = np.clip(est[0].double().numpy(), 0, 1).transpose(1, 2, 0)
-    t = truth[0].double().numpy().transpose(1, 2, 0)
-    ssim = structural_similarity(t, e, data_range=1.0, channel_axis=-1)
-    return float(peak_signal_noise_ratio(t, e, data_range=1.0)), float(ssim)
 
 
 def extra_methods(name: str, model) -> list[str]:
@@ -345,25 +337,6 @@ def common_problem_means(runs: list[dict]) -> tuple[int, dict[str, float]]:
     return len(shared), {m: float(np.mean([v[p] for p in sorted(shared)])) for m, v in by_method.items()}
 
 
-def load_runs(path: Path) -> list[dict]:
-    """The runs recorded in ``path`` (a line cut by a kill is ignored).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> runs = Path(tempfile.mkdtemp()) / "runs.jsonl"
-    >>> _ = runs.write_text('{"psnr": 25.0}\\n{"psnr": 2')  # the second line was cut
-    >>> load_runs(runs)
-    [{'psnr': 25.0}]
-    """
-    runs = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                runs.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return runs
 
 
 def main() -> None:
@@ -432,12 +405,9 @@ def main() -> None:
     levels = [float(v) for v in args.levels.split(",")]
     record = Path(args.runs)
     record.parent.mkdir(parents=True, exist_ok=True)
-    known = [r for path in args.reuse for r in load_runs(Path(path))] + load_runs(record)
+    known = [r for path in args.reuse for r in load_records(Path(path))] + load_records(record)
     # Records made before --crop existed ran on whole images (crop None).
     done = {(r["set"], r["image"], r["kernel"], r["level"], r["method"], r["max_iter"], r["setup"], r.get("crop")): r for r in known}
-    if record.exists() and record.stat().st_size and not record.read_bytes().endswith(b"\n"):
-        with record.open("a") as fh:  # a kill cut the last line: start the next record on a line of its own
-            fh.write("\n")
     # The table shows every method with recorded runs on these problems (matching the current
     # model and defaults), not only those computed now: a chunk of one method keeps the others.
     tabled = list(dict.fromkeys(methods + ["tikhonov", "fbs", "admm", "pnp-tv"]))
@@ -458,7 +428,7 @@ def main() -> None:
             if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
                 stopped = True  # no new runs; the recorded ones of the remaining problems still count
                 continue
-            truth = torch.from_numpy(np.ascontiguousarray(centre_crop(folder.images[i], crop))).permute(2, 0, 1)[None].double() / 255
+            truth = image_to_batch(centre_crop(folder.images[i], crop))
             noise = lv / 255
             op = Blur(PROTOCOL_KERNELS[k], boundary="circular", noise_model=Gaussian(noise, rng=torch.Generator().manual_seed(0)))
             y = op(truth, seed=100000 * k + 1000 * int(lv * 100) + i)
@@ -466,13 +436,12 @@ def main() -> None:
                 t1 = time.perf_counter()
                 x, its, conv, guar, stop = run_one(m, y, op, PROTOCOL_KERNELS[k], noise, args.max_iter, baseline_for(channels),
                                                    args.device, extras)
-                p, s = _metrics(x, truth)
+                p, s = metrics(x, truth)
                 run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
                            iterations=int(its), converged=bool(conv), guaranteed=guar, stop=stop, seconds=time.perf_counter() - t1,
                            max_iter=args.max_iter, setup=setups[m, lv], device=args.device, crop=crop)
                 runs.append(run)
-                with record.open("a") as fh:  # one line per run: a kill loses at most the run in progress
-                    fh.write(json.dumps(run) + "\n")
+                append_record(record, run)  # one line per run: a kill loses at most the run in progress
     if shards > 1:
         print(f"shard {shard}/{shards}: {len(runs)} runs in {record}; join the shards' records and rerun without --shard for the table")
         return

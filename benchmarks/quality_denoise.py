@@ -27,21 +27,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import batch_to_image, image_to_batch, machine, metrics, write_section  # the script's folder is on sys.path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from denoisers import available_pretrained, default_pretrained, default_pretrained_name  # noqa: E402
-from denoisers.data import ImageFolder  # noqa: E402
-from pnp_stable.allocator import retain_freed_memory  # noqa: E402
+from denoisers import available_pretrained, default_pretrained, default_pretrained_name
+from denoisers.data import ImageFolder
+from pnp_stable.allocator import retain_freed_memory
 
 #: Published PSNRs (dB) from REFERENCE.md section 4: (model, set) -> {level: psnr}.
 LITERATURE = {
@@ -57,12 +53,6 @@ SET_CHANNELS = {"set12": 1, "bsd68": 1, "cbsd68": 3}
 TV_WEIGHTS = (0.02, 0.03, 0.05, 0.07, 0.1, 0.14, 0.2, 0.28)
 
 
-def _metrics(est: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    est = np.clip(est, 0, 1)
-    ssim = structural_similarity(truth, est, data_range=1.0, channel_axis=-1 if truth.ndim == 3 else None)
-    return float(peak_signal_noise_ratio(truth, est, data_range=1.0)), float(ssim)
 
 
 def _noisy(truth: np.ndarray, level: float, seed: int) -> np.ndarray:
@@ -87,20 +77,14 @@ def tune_tv(train_images: list[np.ndarray], level: float) -> float:
 
     best, best_w = -np.inf, TV_WEIGHTS[0]
     for w in TV_WEIGHTS:
-        score = np.mean([_metrics(denoise_tv_chambolle(_noisy(x, level, 7 + i), weight=w), x)[0] for i, x in enumerate(train_images)])
+        score = np.mean([metrics(denoise_tv_chambolle(_noisy(x, level, 7 + i), weight=w), x)[0] for i, x in enumerate(train_images)])
         if score > best:
             best, best_w = score, w
     return best_w
 
 
-def _torch_batch(a: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(a).float()
-    return t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    a = t[0].double().numpy()
-    return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
 
 
 def _baseline_sentence(baseline, steps: int | None) -> str:
@@ -175,22 +159,22 @@ def main() -> None:
             for i, img in enumerate(tqdm(folder.images, desc=f"{name} sigma {lv:g}")):
                 truth = _as_float(img)
                 y = _noisy(truth, sig, 1000 * int(lv) + i)
-                yt = _torch_batch(y)
+                yt = image_to_batch(y, torch.float32)
                 with torch.no_grad():
                     for key, model in models.items():
-                        acc[key].append(_metrics(_numpy(model(yt, sig)), truth))
-                acc["TV"].append(_metrics(denoise_tv_chambolle(y, weight=tv_w[lv], channel_axis=-1 if ch == 3 else None), truth))
+                        acc[key].append(metrics(batch_to_image(model(yt, sig)), truth))
+                acc["TV"].append(metrics(denoise_tv_chambolle(y, weight=tv_w[lv], channel_axis=-1 if ch == 3 else None), truth))
                 # A gray baseline is compared on gray sets only: run per channel it would not be matched.
                 if baseline is not None and baseline.config["channels"] == ch:
                     with torch.no_grad():
-                        acc["baseline"].append(_metrics(_numpy(baseline(yt, sig)), truth))
+                        acc["baseline"].append(metrics(batch_to_image(baseline(yt, sig)), truth))
                 for key, model in extras.items():
                     if model.channels == ch:
                         with torch.no_grad():
                             t1 = time.perf_counter()
                             out = model(yt, sig)
                             extra_seconds[key].append(time.perf_counter() - t1)
-                        acc[key].append(_metrics(_numpy(out), truth))
+                        acc[key].append(metrics(batch_to_image(out), truth))
             results[(name, lv)] = {k: (float(np.mean([p for p, _ in v])), float(np.mean([s for _, s in v]))) for k, v in acc.items() if v}
             results[(name, lv)]["models"] = sorted(served[name])
             print(name, lv, results[(name, lv)], flush=True)

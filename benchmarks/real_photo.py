@@ -29,7 +29,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
-from quality_deblur import _metrics, load_runs  # noqa: E402  (also takes this folder off sys.path)
+from benchlib import append_record, image_to_batch, load_records, machine, metrics, write_section  # the script's folder is on sys.path
 
-from denoisers.data import ImageFolder  # noqa: E402
-from operators import Blur  # noqa: E402
-from pnp_stable import deblur, tikhonov_deblur  # noqa: E402
-from pnp_stable.allocator import retain_freed_memory  # noqa: E402
+from denoisers.data import ImageFolder
+from operators import Blur
+from pnp_stable import deblur, tikhonov_deblur
+from pnp_stable.allocator import retain_freed_memory
 
 _HERE = Path(__file__).resolve().parent
+
 SET_CHANNELS = {"bsd68": 1, "cbsd68": 3, "set12": 1, "cbsd10": 3}
 BOUNDARY_METHODS = ("circular", "symmetric", "reflect", "replicate", "zero", "unknown")
 METHODS = ("blurred", "tikhonov") + BOUNDARY_METHODS
@@ -172,7 +171,7 @@ def main() -> None:
     levels = [float(v) for v in args.levels.split(",")]
     record = Path(args.runs)
     record.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["set"], r["image"], r["kernel"], r["level"], r["method"], r["max_iter"]): r for r in load_runs(record)}
+    done = {(r["set"], r["image"], r["kernel"], r["level"], r["method"], r["max_iter"]): r for r in load_records(record)}
     runs, t0, stopped = [], time.time(), False
     for name in sets:
         channels = SET_CHANNELS[name]
@@ -187,17 +186,16 @@ def main() -> None:
             if args.max_minutes is not None and time.time() - t0 > 60 * args.max_minutes:
                 stopped = True
                 continue
-            scene = torch.from_numpy(folder.images[i]).permute(2, 0, 1)[None].double() / 255
+            scene = image_to_batch(folder.images[i])
             y, truth = photograph(scene, f"levin:{k}", lv / 255, seed=100000 * k + 1000 * int(lv * 100) + i)
             for m in todo:
                 t1 = time.perf_counter()
                 out = run_one(m, y, f"levin:{k}", lv / 255, args.max_iter)
-                p, s = _metrics(out.pop("x"), truth)
+                p, s = metrics(out.pop("x"), truth)
                 run = dict(set=name, image=folder.files[i].name, kernel=k, level=lv, method=m, psnr=p, ssim=s,
                            seconds=time.perf_counter() - t1, max_iter=args.max_iter, **out)
                 runs.append(run)
-                with record.open("a") as fh:
-                    fh.write(json.dumps(run) + "\n")
+                append_record(record, run)
     images = {(r["set"], r["image"]) for r in runs}
     lines = [
         f"`python benchmarks/real_photo.py --data DATA/test --sets {args.sets}{f' --limit {args.limit}' if args.limit else ''} "

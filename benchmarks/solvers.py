@@ -27,15 +27,12 @@ from pathlib import Path
 
 import torch
 
-from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import machine, write_section  # the script's folder is on sys.path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from denoisers import AveragedDenoiser, GradientFlowNet  # noqa: E402
-from operators import Blur  # noqa: E402
-from pnp_stable import pnp_admm, pnp_fbs  # noqa: E402
-from pnp_stable.allocator import retain_freed_memory  # noqa: E402
+from denoisers import AveragedDenoiser, GradientFlowNet
+from operators import Blur
+from pnp_stable import pnp_admm, pnp_fbs
+from pnp_stable.allocator import retain_freed_memory
 
 
 class TimedDenoiser:

@@ -48,16 +48,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import machine, write_section  # the script's folder is on sys.path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from operators import Blur, operator_norm  # noqa: E402
-from operators.noise import Gaussian  # noqa: E402
-from pnp_stable import deblur, pnp_admm, pnp_fbs  # noqa: E402
-from pnp_stable.api import plan_run, resolve_denoiser  # noqa: E402
-from pnp_stable.allocator import retain_freed_memory  # noqa: E402
+from operators import Blur, operator_norm
+from operators.noise import Gaussian
+from pnp_stable import deblur, pnp_admm, pnp_fbs
+from pnp_stable.api import plan_run, resolve_denoiser
+from pnp_stable.allocator import retain_freed_memory
 
 NOISE = 0.01
 KERNEL = "levin:1"

@@ -32,18 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _report import file_digest, machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import image_to_batch, machine, psnr_per_image, write_json_atomic, write_section  # the script's folder is on sys.path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from denoisers.data import ImageFolder  # noqa: E402
-from operators import Blur  # noqa: E402
-from operators._io import write_atomic  # noqa: E402
-from operators.noise import Gaussian  # noqa: E402
-from pnp_stable import deblur  # noqa: E402
-from pnp_stable.allocator import retain_freed_memory  # noqa: E402
-from pnp_stable.defaults import SolverDefaults  # noqa: E402
+from denoisers.data import ImageFolder
+from operators import Blur
+from operators.noise import Gaussian
+from pnp_stable import deblur
+from pnp_stable.allocator import retain_freed_memory
+from pnp_stable.defaults import SolverDefaults
 
 NOISES_255 = (2.55, 7.65, 12.75)
 
@@ -113,7 +109,7 @@ def held_out_full(folder: str, n: int, val_split: int = 12, channels: int = 1) -
     [(1, 1, 40, 48), (1, 1, 48, 36)]
     """
     imgs = ImageFolder(folder, channels).images[-val_split:][-n:]
-    return [torch.from_numpy(im.astype(np.float64) / 255).permute(2, 0, 1)[None].contiguous() for im in imgs]
+    return [image_to_batch(im) for im in imgs]
 
 
 def point_key(row: dict) -> tuple:
@@ -158,9 +154,6 @@ def _float_levels(row: dict) -> dict:
     return {**row, "per_noise": {float(k): v for k, v in row["per_noise"].items()}}
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    # Atomic: a killed run leaves the previous record whole.
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=1)), overwrite=True)
 
 
 def model_chain(channels: int) -> str:
@@ -199,17 +192,6 @@ def same_problems(recorded: dict | None, current: dict) -> bool:
     return recorded is not None and {"channels": 1, **recorded} == current
 
 
-def psnr(x: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB) of each image of a batch, peak 1, estimates clipped to [0, 1] first.
-
-    Examples
-    --------
-    >>> truth = torch.zeros(2, 1, 4, 4)
-    >>> psnr(truth + torch.tensor([0.1, 2.0]).view(2, 1, 1, 1), truth)
-    tensor([20.,  0.])
-    """
-    mse = ((x.clamp(0, 1) - truth) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1 / mse)
 
 
 #: Scores closer than this (dB) count as a tie.  Zero: the declared criterion is the mean PSNR
@@ -318,7 +300,7 @@ def main() -> None:
                 for truth, y in zip(batches, ys):
                     r = deblur(y, f"levin:{k}", s / 255, solver=solver, boundary="circular", sigma=sigma,
                                max_iter=args.max_iter, progress=False, **opts)
-                    values += psnr(r.image, truth).tolist()
+                    values += psnr_per_image(r.image, truth).tolist()
                     iterations += list(r.report.iterations)
                 scores.append(float(np.mean(values)))
                 its.append(float(np.mean(iterations)))
@@ -327,7 +309,7 @@ def main() -> None:
                              mean_iterations=float(np.mean(its)), command=command, problems=problem_set))
             print(rows[-1], flush=True)
             if args.json:
-                _write_json(Path(args.json), {"rows": rows, "partial": True})
+                write_json_atomic(Path(args.json), {"rows": rows, "partial": True})
     done_here = len(rows)
     for prev in args.previous:
         for r in json.loads(Path(prev).read_text())["rows"]:
@@ -369,7 +351,7 @@ def main() -> None:
                   f"{s} " + ", ".join(f"{g:.2f} dB at {lv:g}" for lv, g in gains[s].items()) for s in sorted(gains)) + "."]
     write_section(section, f"## Tuning of the deblur() defaults ({title})\n\n" + "\n".join(lines))
     if args.json:
-        _write_json(Path(args.json), {"rows": rows, "best": best, "per_level_gain": gains})
+        write_json_atomic(Path(args.json), {"rows": rows, "best": best, "per_level_gain": gains})
     print("best:", json.dumps(best, indent=1))
 
 

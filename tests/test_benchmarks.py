@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -14,27 +14,11 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _import_script(name: str):
-    # The scripts import their helper ``_report`` from their folder, then drop that folder from
-    # sys.path (so that it cannot shadow the packages): put it back for every import.
-    # Loaded from its file under a name of its own: benchmarks/operators.py must not resolve to
-    # the operators package (or the other way round).
-    module_name = f"benchmark_script_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[module_name]
-            raise
-        return module
-    finally:
-        while str(BENCH) in sys.path:
-            sys.path.remove(str(BENCH))
+    # As `python benchmarks/NAME.py` does, the scripts' folder goes on sys.path; no script is
+    # named after a package, so this cannot shadow one (test_no_script_shadows_a_package).
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))
+    return importlib.import_module(name)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +31,8 @@ def test_recorded_deblur_runs_survive_a_cut_line(bench, tmp_path):
     qd = bench("quality_deblur")
     rec = tmp_path / "runs.jsonl"
     rec.write_text(json.dumps({"set": "set12", "psnr": 30.0}) + "\n" + '{"set": "set12", "ps')  # killed mid-write
-    assert qd.load_runs(rec) == [{"set": "set12", "psnr": 30.0}]
-    assert qd.load_runs(tmp_path / "none.jsonl") == []
+    assert bench("benchlib").load_records(rec) == [{"set": "set12", "psnr": 30.0}]
+    assert bench("benchlib").load_records(tmp_path / "none.jsonl") == []
 
 
 def test_run_fingerprints_follow_model_and_defaults(bench, tmp_path):
@@ -265,7 +249,7 @@ def test_deblur_chunks_table_every_recorded_method_and_survive_a_cut_record(benc
     rows = {line.split("|")[3].strip(): int(line.split("|")[4]) for line in out.splitlines() if line.startswith("| set12 |")}
     assert rows == {"tikhonov": 2, "fbs": 1}  # fbs kept from the first chunk
     assert "on the 1 problems of set12 at noise 12.75 that all of them ran" in out
-    assert len(qd.load_runs(record)) == 3  # 2 from the first chunk, 1 new tikhonov run: none lost to the cut line
+    assert len(bench("benchlib").load_records(record)) == 3  # 2 from the first chunk, 1 new tikhonov run: none lost to the cut line
 
 
 def test_gspnp_protocol_runs_ten_kernels_on_centre_crops_in_a_section_of_its_own(bench, tmp_path, monkeypatch, capsys):
@@ -287,7 +271,7 @@ def test_gspnp_protocol_runs_ten_kernels_on_centre_crops_in_a_section_of_its_own
         return capsys.readouterr().out
 
     out = run("--protocol", "gspnp", "--kernels", "1,9,10", "--crop", "32")
-    runs = qd.load_runs(record)
+    runs = bench("benchlib").load_records(record)
     assert [(r["kernel"], r["crop"]) for r in runs] == [(1, 32), (9, 32), (10, 32)]
     assert list(sections) == ["deblurring-set12-gspnp"] and "box:9, gaussian:1.6,size=25" in out
     levin_row = next(line for line in out.splitlines() if line.startswith("| set12 | 12.75 | tikhonov | ") and line.count("|") == 6)
@@ -295,7 +279,7 @@ def test_gspnp_protocol_runs_ten_kernels_on_centre_crops_in_a_section_of_its_own
     assert levin == pytest.approx(runs[0]["psnr"], abs=0.006)
     assert every == pytest.approx(np.mean([r["psnr"] for r in runs]), abs=0.006)
     run("--kernels", "1")  # whole images: a new run, not the crop's
-    assert [r.get("crop") for r in qd.load_runs(record)] == [32, 32, 32, None]
+    assert [r.get("crop") for r in bench("benchlib").load_records(record)] == [32, 32, 32, None]
     with pytest.raises(SystemExit):
         run("--kernels", "0,11")
 
@@ -361,9 +345,9 @@ def test_deblur_shards_split_the_problems_and_join_into_one_table(bench, tmp_pat
     for k, part in enumerate(parts):
         assert "join the shards' records" in run(part, "--shard", f"{k}/2")
     assert sections == []  # a shard writes no table
-    keys = [{(r["image"], r["kernel"]) for r in qd.load_runs(part)} for part in parts]
+    keys = [{(r["image"], r["kernel"]) for r in bench("benchlib").load_records(part)} for part in parts]
     assert len(keys[0]) == 3 and len(keys[1]) == 3 and not keys[0] & keys[1]  # 6 problems, split 3 + 3
-    assert {r["device"] for part in parts for r in qd.load_runs(part)} == {"cpu"}
+    assert {r["device"] for part in parts for r in bench("benchlib").load_records(part)} == {"cpu"}
     joined = tmp_path / "runs.jsonl"
     joined.write_text("".join(part.read_text() for part in parts))
     monkeypatch.setattr(qd, "run_one", lambda *a, **k: pytest.fail("a recorded run was run again"))
@@ -371,7 +355,7 @@ def test_deblur_shards_split_the_problems_and_join_into_one_table(bench, tmp_pat
     assert "| set12 | 12.75 | tikhonov | 6 |" in out and "PARTIAL" not in out and len(sections) == 1
     # A shard reuses the runs of the main record (--reuse) rather than redoing them.
     run(tmp_path / "shard-again.jsonl", "--shard", "0/2", "--reuse", str(joined))
-    assert qd.load_runs(tmp_path / "shard-again.jsonl") == []
+    assert bench("benchlib").load_records(tmp_path / "shard-again.jsonl") == []
     with pytest.raises(SystemExit):
         run(joined, "--shard", "2/2")
     assert "--shard must be K/N" in capsys.readouterr().err
@@ -443,7 +427,7 @@ def test_deblur_table_runs_an_extra_certified_model_in_the_solvers_it_admits(ben
                                       "--levels", "12.75", "--methods", "tikhonov", "--extra", str(extra),
                                       "--max-iter", "100", "--runs", str(record)])
     qd.main()
-    runs = {r["method"]: r for r in qd.load_runs(record)}
+    runs = {r["method"]: r for r in bench("benchlib").load_records(record)}
     assert set(runs) == {"tikhonov", "probe/fbs", "probe/admm"}
     assert runs["probe/fbs"]["guaranteed"] and runs["probe/admm"]["guaranteed"]
     assert runs["probe/admm"]["setup"].startswith("extra:")
@@ -462,3 +446,29 @@ def test_lben_speed_reports_what_the_solves_did(tmp_path):
     assert certified["error_bound"] <= max(1e-3, certified["rounding_floor"])
     assert s["cold, tol 1e-5"]["iterations"] > s["cold, tol 1e-4"]["iterations"] >= s["warm (nearby input)"]["iterations"]
     assert r["kappa"] > 1 and r["operator_mb"] > 0 and set(r["times"]) >= {"gray-averaged", "cold, tol 1e-4"}
+
+
+def test_no_script_shadows_a_package():
+    import pkgutil
+
+    others = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+    installed = {m.name for m in pkgutil.iter_modules(others)} | set(sys.builtin_module_names) | set(sys.stdlib_module_names)
+    scripts = {p.stem for p in BENCH.glob("*.py")}
+    assert scripts.isdisjoint(installed | {"operators", "denoisers", "pnp_stable", "deepinv"}), scripts & installed
+
+
+def test_shared_helpers_keep_their_promises(bench):
+    import doctest
+
+    import torch
+
+    lib = bench("benchlib")
+    assert doctest.testmod(lib).failed == 0
+    rng = np.random.default_rng(0)
+    gray, colour = rng.integers(0, 256, (6, 7), dtype=np.uint8), rng.random((6, 7, 3))
+    for img in (gray, colour):
+        back = lib.batch_to_image(lib.image_to_batch(img))
+        np.testing.assert_allclose(back, img / 255.0 if img.dtype == np.uint8 else img)
+    x, t = torch.rand(1, 3, 16, 16, dtype=torch.float64), torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    p, _ = lib.metrics(x, t)
+    assert abs(p - lib.psnr(x, t)) < 1e-9 and abs(p - lib.metrics(lib.batch_to_image(x), lib.batch_to_image(t))[0]) < 1e-12

@@ -10,7 +10,7 @@ within 20 forward applications.
 
 Usage::
 
-    python benchmarks/operators.py [--quick] [--json out.json]
+    python benchmarks/speed_operators.py [--quick] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,14 +25,9 @@ import torch
 from deepinv.physics import Blur as DIBlur
 from deepinv.physics import BlurFFT
 
-from _report import interleaved_medians, machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import interleaved_medians, machine, write_section  # the script's folder is on sys.path
 
-# This script's name shadows the `operators` package: drop its folder before importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.modules.pop("operators", None)
-
-from operators import Blur, kernels  # noqa: E402
+from operators import Blur, kernels
 
 KERNEL = "levin:1"  # 19x19 camera shake, asymmetric
 SYMMETRIC_KERNEL = "gaussian:1.6"  # 11x11, axis-symmetric: closed-form prox with a symmetric boundary
@@ -141,10 +136,10 @@ def to_markdown(rows: list[dict], prox_rows: list[dict], repeats: int, wall: flo
     >>> row = dict(size=32, channels=1, boundary="circular", op="A", ours_ms=1.0, deepinv="BlurFFT", deepinv_ms=2.0)
     >>> table = to_markdown([row], [], repeats=1, wall=0.1)
     >>> table.splitlines()[0], "| 32x32x1 | circular | A | 1.00 | BlurFFT | 2.00 | 0.50 |" in table
-    ('## Operators (`benchmarks/operators.py`)', True)
+    ('## Operators (`benchmarks/speed_operators.py`)', True)
     """
     lines = [
-        "## Operators (`benchmarks/operators.py`)",
+        "## Operators (`benchmarks/speed_operators.py`)",
         "",
         f"Machine: {machine()}. Kernel {KERNEL} (19x19), float32, batch 1, median of {repeats} interleaved runs "
         f"(iterative proxes: one run); prox weight gamma = {GAMMA:g}, PCG relative tolerance 1e-6. Total {wall:.0f} s.",

@@ -14,7 +14,7 @@ Goals (issue #3): certify a default model in under 10 s; the constrained forward
 
 Usage::
 
-    python benchmarks/denoisers.py [--quick] [--json out.json]
+    python benchmarks/speed_denoisers.py [--quick] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _report import interleaved_medians, machine, write_section  # noqa: E402  (script folder is on sys.path)
+from benchlib import interleaved_medians, machine, write_section  # the script's folder is on sys.path
+
+from denoisers import AveragedDenoiser, GradientFlowNet, certify
+from denoisers.baselines import DnCNN
 
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from denoisers import AveragedDenoiser, GradientFlowNet, certify  # noqa: E402
-from denoisers.baselines import DnCNN  # noqa: E402
 
 DEFAULT = dict(width=32, depth=8, max_substeps=1)
 
@@ -83,11 +82,11 @@ def peak_memory_mb(name: str, side: int) -> float:
     True
     """
     code = f"""
-import importlib.util, resource, sys, torch
+import resource, sys, torch
 torch.set_num_threads(2)
-spec = importlib.util.spec_from_file_location("bench", {str(Path(__file__).resolve())!r})
-bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
-m = bench.build({name!r})
+sys.path.insert(0, {str(_HERE)!r})
+import speed_denoisers
+m = speed_denoisers.build({name!r})
 with torch.no_grad():
     m(torch.rand(1, 1, 16, 16), 0.1)
     x = torch.rand(1, 1, {side}, {side})
@@ -95,8 +94,7 @@ with torch.no_grad():
     m(x, 0.1)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0)
 """
-    env_path = str(_HERE)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=env_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1]) / 1024
 
 
@@ -150,7 +148,7 @@ def main(argv=None) -> int:
         "train_patches_per_s": tput,
     }
     md = "\n".join([
-        "## Denoisers (`benchmarks/denoisers.py`)",
+        "## Denoisers (`benchmarks/speed_denoisers.py`)",
         "",
         f"Machine: {machine()}. Default averaged net: width 32, 8 Euler blocks, one sub-step each (~150k MAC/pixel); "
         f"median of {repeats} interleaved runs. Total {wall:.0f} s.",
