@@ -5,13 +5,17 @@
   :class:`ConvergenceReport` (solver registry, ``deblur()`` and ``reconstruct()``: issue #4).
 * :func:`deblur` (images and kernels) and :func:`reconstruct` (any operator): run a registered
   solver and return the image with its report.
+* :func:`denoise` (one pass of the certified denoiser) and :func:`super_resolve` (PnP on
+  :class:`operators.Downsampling`): the other tasks of the command line.
+* :func:`pnp_stable.folder.restore_folder`: a whole folder, batched and resumable, also under
+  ``torchrun`` (:mod:`pnp_stable.distributed`).
 * :func:`tikhonov_deblur`: the closed-form classical baseline (Tikhonov/Wiener).
 * :func:`register_solver`, :func:`get_solver`, :func:`available_solvers`: the solver registry
   (plugins through the entry-point group ``pnp_stable.solvers``).
 * :func:`retain_freed_memory`: a process-wide glibc setting that keeps iterative solvers from
   page-faulting their buffers in at every iteration (the command line sets it).
-* ``pnp-stable`` command line: ``--version``, ``demo``, ``solvers``, ``train``, ``export``, ``certify``,
-  ``robust-train``, ``robust-eval``.
+* ``pnp-stable`` command line: ``--version``, ``demo``, ``solvers``, ``models``, ``train``, ``export``,
+  ``certify``, ``deblur``, ``denoise``, ``super-resolve``, ``restore``, ``robust-train``, ``robust-eval``.
 * :mod:`pnp_stable.robust`: certified-robust classifiers from the same certified layers.
 """
 
@@ -22,6 +26,7 @@ from .classical import TikhonovResult, tikhonov_deblur
 from .report import Condition, ConvergenceReport
 from .registry import available_solvers, get_solver, register_solver
 from .solvers import pnp_admm, pnp_fbs
+from .tasks import denoise, super_resolve
 
-__all__ = ["__version__", "deblur", "reconstruct", "Reconstruction", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition",
+__all__ = ["__version__", "deblur", "denoise", "super_resolve", "reconstruct", "Reconstruction", "tikhonov_deblur", "TikhonovResult", "pnp_fbs", "pnp_admm", "ConvergenceReport", "Condition",
            "available_solvers", "get_solver", "register_solver", "retain_freed_memory"]

@@ -53,7 +53,7 @@ def test_table_check_catches_a_misplaced_row():
     assert [cells(line) for line in lines] == [2, 2, 2, 3]
 
 
-@pytest.mark.parametrize("page", ["docs/operators.md", "docs/denoisers.md", "docs/robust.md"])
+@pytest.mark.parametrize("page", ["docs/operators.md", "docs/denoisers.md", "docs/robust.md", "docs/restore.md"])
 def test_user_guide_tables_are_well_formed(page):
     test_every_table_row_has_its_header_columns(page)
 
