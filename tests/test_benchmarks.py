@@ -472,3 +472,27 @@ def test_shared_helpers_keep_their_promises(bench):
     x, t = torch.rand(1, 3, 16, 16, dtype=torch.float64), torch.rand(1, 3, 16, 16, dtype=torch.float64)
     p, _ = lib.metrics(x, t)
     assert abs(p - lib.psnr(x, t)) < 1e-9 and abs(p - lib.metrics(lib.batch_to_image(x), lib.batch_to_image(t))[0]) < 1e-12
+
+
+def test_robust_cifar_table_from_an_evaluated_classifier(tmp_path, capsys):
+    from skimage.io import imsave
+
+    from pnp_stable.robust.models import LipschitzClassifier
+    from pnp_stable.robust.training import save_classifier
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["cat", "dog"]):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            imsave(tmp_path / "data" / name / f"{i}.png", (rng.random((8, 8, 3)) * 255).astype(np.uint8), check_contrast=False)
+    net = LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8, classes=2)
+    save_classifier(net, tmp_path / "c.pt", name="lipschitz", metadata={"steps_done": 3, "training_wall_time_s": 60.0,
+                                                                      "training_config": {"epochs": 1}, "classes": ["cat", "dog"]})
+    rc = _import_script("robust_cifar")
+    out = tmp_path / "r.json"
+    assert rc.main([str(tmp_path / "c.pt"), str(tmp_path / "data"), "--pgd-images", "4", "--pgd-steps", "2", "--no-write",
+                    "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["images"] == 8 and "| ours (gradient-flow blocks, certified) |" in text and "CPL-XS" in text
+    assert f"certified <= {result['lipschitz_bound']:.4f}" in text and "3 steps (1 epochs)" in text
