@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("robust-train", help="train a certified-robust classifier on a folder of class subfolders (resumes)")
     rt.add_argument("train_dir", help="folder of class subfolders of images (ImageFolder layout; never a test set)")
     rt.add_argument("-o", "--out", required=True, help="run folder: config, log, checkpoint, classifier.pt when finished")
-    rt.add_argument("--model", default="lipschitz", choices=("lipschitz", "plain"),
-                    help="lipschitz: certified gradient-flow classifier; plain: the unconstrained baseline (default: %(default)s)")
+    rt.add_argument("--model", default="lipschitz", choices=("lipschitz", "lben", "plain"),
+                    help="lipschitz: certified gradient-flow classifier; lben: certified, of Lipschitz-bounded equilibrium "
+                         "layers; plain: the unconstrained baseline (default: %(default)s)")
     rt.add_argument("--widths", default="32,64,128", help="channels per stage (default: %(default)s)")
     rt.add_argument("--blocks", default="2,2,2", help="blocks per stage (default: %(default)s)")
     rt.add_argument("--hidden-factor", type=int, default=2)

@@ -12,6 +12,13 @@ whose predicted class is ``y`` is
   ``L_body ||w_y - w_j||``-Lipschitz, and ``||w_y - w_j|| <= sqrt(2) ||W||`` makes it the tighter.
 
 No perturbation of l2 norm below the radius changes the prediction.
+
+Layers evaluated to a certified accuracy rather than exactly (equilibrium layers, solved
+iteratively) make the computed body differ from the certified map by at most
+``evaluation_error``: each layer's error bound times the bound of the layers after it.  Both
+the observed input and any perturbed one are evaluated that way, so the radius gives up
+``2 evaluation_error / L_body`` (a computed gap ``g`` means an exact gap of at least
+``g - ||w_y - w_j|| evaluation_error``, at either point).
 """
 
 from __future__ import annotations
@@ -43,12 +50,16 @@ class ClassifierCertificate:
         ``(classes, classes)`` float64 upper bounds of ``||w_i - w_j||`` for the head's rows.
     layers : list of (str, float)
         Each layer's bound, in order.
+    evaluation_error : float
+        Upper bound of the l2 distance between the computed body output and the certified
+        map's (0 when every layer evaluates exactly).
     """
 
     lipschitz_bound: float
     body_bound: float
     pair_norms: torch.Tensor
     layers: list = field(default_factory=list)
+    evaluation_error: float = 0.0
 
 
 def _block_bound(block: GradientFlowBlock) -> float:
@@ -80,7 +91,7 @@ def certify_classifier(model: nn.Module) -> ClassifierCertificate:
     if not hasattr(model, "body") or not hasattr(model, "head") or not hasattr(model.head, "effective_weight"):
         raise TypeError(f"{type(model).__name__} has no certified head: only LipschitzClassifier-like models certify")
     model.eval()
-    layers = []
+    layers, errors = [], []
     with torch.no_grad():
         for i, layer in enumerate(model.body):
             if isinstance(layer, GradientFlowBlock):
@@ -90,13 +101,18 @@ def certify_classifier(model: nn.Module) -> ClassifierCertificate:
             else:
                 raise TypeError(f"layer {i} ({type(layer).__name__}) has no certified Lipschitz bound")
             layers.append((f"{i}:{type(layer).__name__}", bound))
+            errors.append(float(layer.evaluation_error_bound()) if hasattr(layer, "evaluation_error_bound") else 0.0)
         body = math.prod(b for _, b in layers)
+        # An error made at layer k reaches the body's output through the layers after it.
+        bounds = [b for _, b in layers]
+        evaluation_error = sum(e * math.prod(bounds[k + 1:]) for k, e in enumerate(errors)) * (1 + 1e-12)
         W = model.head.effective_weight().detach().to("cpu", torch.float64)
         head = model.head.lipschitz_bound()
         diffs = W[:, None, :] - W[None, :, :]
         pair = torch.linalg.vector_norm(diffs, dim=-1) * (1 + _SVD_SLACK)
     layers.append(("head:NormBoundedLinear", head))
-    return ClassifierCertificate(lipschitz_bound=body * head, body_bound=body, pair_norms=pair, layers=layers)
+    return ClassifierCertificate(lipschitz_bound=body * head, body_bound=body, pair_norms=pair, layers=layers,
+                                 evaluation_error=evaluation_error)
 
 
 def certified_radius(logits: torch.Tensor, certificate: ClassifierCertificate, *, per_pair: bool = True) -> torch.Tensor:
@@ -120,6 +136,8 @@ def certified_radius(logits: torch.Tensor, certificate: ClassifierCertificate, *
     else:
         gaps[torch.arange(z.shape[0]), pred] = math.inf
         radius = gaps.min(1).values / (math.sqrt(2) * certificate.lipschitz_bound)
+    if certificate.evaluation_error:
+        radius = radius - 2 * certificate.evaluation_error / certificate.body_bound
     return radius.clamp_min(0.0)
 
 
@@ -149,6 +167,10 @@ def empirical_lipschitz(model: nn.Module, x: torch.Tensor, *, steps: int = 20, s
     model.eval()
     with torch.no_grad():
         model(x[:1])  # fills the layers' certified-norm caches outside the function transforms
+    # Equilibrium layers solve iteratively (outside autograd, with a backward hook): forward-mode
+    # cannot pass them, so J v is a central difference there and J^T u comes from autograd.
+    solves = any(hasattr(m, "evaluation_error_bound") for m in model.modules())
+    jvp, vjp = (_difference_jvp, _autograd_vjp) if solves else (_functional_jvp, _functional_vjp)
     gen = torch.Generator().manual_seed(seed)
     best = 0.0
     for xi in x:
@@ -156,12 +178,26 @@ def empirical_lipschitz(model: nn.Module, x: torch.Tensor, *, steps: int = 20, s
         v = torch.randn(xi.shape, generator=gen, dtype=xi.dtype).to(xi.device)
         v = v / v.norm()
         for _ in range(steps):
-            # J v by forward-mode, then J^T (J v) by reverse-mode.
-            _, jv = torch.func.jvp(model, (xi,), (v,))
-            _, vjp = torch.func.vjp(model, xi)
-            (w,) = vjp(jv)
+            w = vjp(model, xi, jvp(model, xi, v))  # J^T J v
             sigma = float(w.detach().norm()) ** 0.5
             v = w / w.norm().clamp_min(1e-30)
-        _, jv = torch.func.jvp(model, (xi,), (v,))
-        best = max(best, float(jv.detach().norm()), sigma if steps else 0.0)
+        best = max(best, float(jvp(model, xi, v).detach().norm()), sigma if steps else 0.0)
     return best
+
+
+def _functional_jvp(model, x, v):
+    return torch.func.jvp(model, (x,), (v,))[1]
+
+
+def _functional_vjp(model, x, u):
+    return torch.func.vjp(model, x)[1](u)[0]
+
+
+def _difference_jvp(model, x, v, h: float = 1e-2):
+    with torch.no_grad():
+        return (model(x + h * v) - model(x - h * v)) / (2 * h)
+
+
+def _autograd_vjp(model, x, u):
+    x = x.detach().requires_grad_(True)
+    return torch.autograd.grad(model(x), x, u)[0]

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ChannelLift", "PixelUnshuffle", "NormBoundedLinear", "NormBoundedConv1x1", "Flatten", "matrix_norm_bound"]
+__all__ = ["ChannelLift", "PixelUnshuffle", "NormBoundedLinear", "NormBoundedConv1x1", "Flatten", "EquilibriumLayer",
+           "matrix_norm_bound"]
 
 #: Relative allowance on a float64 SVD's largest singular value (backward stable: the computed
 #: value is within a few units of n eps of the exact one; this is far above that).
@@ -159,3 +160,61 @@ class Flatten(nn.Module):
 
     def lipschitz_bound(self) -> float:
         return 1.0
+
+
+class EquilibriumLayer(nn.Module):
+    """A Lipschitz-bounded equilibrium layer (:class:`denoisers.LBENNet`) on feature maps:
+    ``(B, C, H, W) -> (B, C, H, W)``, the exact map 1-Lipschitz by construction.
+
+    The equilibrium is solved iteratively.  In ``eval()`` mode every solve runs until its
+    *certified* output error is at most ``atol`` (l2, per sample) and raises
+    :class:`denoisers.lben.EquilibriumNotReached` otherwise, so every evaluation that returns is
+    within ``atol`` of the exact map; :meth:`evaluation_error_bound` reports it and the
+    classifier's certificate spends it (:func:`pnp_stable.robust.certify_classifier`).  Float32
+    rounding is not part of that bound, as for every other layer (within ``atol`` up to the
+    solve's rounding floor).
+
+    Parameters
+    ----------
+    channels, hidden, kernel_size : int
+        Feature channels, hidden channels of the equilibrium, odd kernel side.
+    monotonicity : float
+        The LMI margin ``m`` (larger: faster solves, a stiffer layer).
+    pad : int
+        Zero margin of the (circular) equilibrium.
+    atol : float
+        Certified error of each evaluation in ``eval()`` mode.
+    max_iter : int
+        Iteration cap of a solve.
+
+    Examples
+    --------
+    >>> layer = EquilibriumLayer(4, 4).eval()
+    >>> y = layer(torch.rand(2, 4, 6, 6))
+    >>> y.shape, layer.lipschitz_bound(), max(layer.net.last_report.error_bound) <= layer.atol
+    (torch.Size([2, 4, 6, 6]), 1.0, True)
+    """
+
+    def __init__(self, channels: int, hidden: int, kernel_size: int = 3, *, monotonicity: float = 1.0, pad: int = 1,
+                 atol: float = 1e-3, max_iter: int = 500):
+        super().__init__()
+        from denoisers.lben import LBENNet
+
+        if not (atol > 0):
+            raise ValueError(f"atol must be > 0; got {atol!r}")
+        self.atol = float(atol)
+        self.net = LBENNet(channels, hidden, kernel_size, gamma=1.0, monotonicity=monotonicity, pad=pad, max_iter=max_iter,
+                           strict=True)
+        # Certification and attacks evaluate many unrelated batches: no warm start between them.
+        self.net.warm_start = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) if self.training else self.net(x, atol=self.atol)
+
+    def lipschitz_bound(self) -> float:
+        """1 (the ``gamma`` of the construction, its preconditions checked in float64)."""
+        return float(self.net.certified_lipschitz())
+
+    def evaluation_error_bound(self) -> float:
+        """Largest l2 distance between an ``eval()`` output and the exact equilibrium map's."""
+        return self.atol

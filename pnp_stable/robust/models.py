@@ -4,7 +4,8 @@
 
 * a zero-channel lift (isometry) of the centred image,
 * stages of :class:`denoisers.GradientFlowBlock` s ``x - h A^T sigma(A x + b)`` (Euler steps of a
-  convex potential's gradient flow, non-expansive at the certified step),
+  convex potential's gradient flow, non-expansive at the certified step), or of Lipschitz-bounded
+  equilibrium layers (:class:`~pnp_stable.robust.layers.EquilibriumLayer`, ``block="lben"``),
 * between stages, space-to-depth (an exact isometry) and a channel-mixing 1x1 convolution of
   spectral norm at most 1,
 * a flattening and a linear head of spectral norm at most 1.
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 
 from denoisers import GradientFlowBlock
 
-from .layers import ChannelLift, Flatten, NormBoundedConv1x1, NormBoundedLinear, PixelUnshuffle
+from .layers import ChannelLift, EquilibriumLayer, Flatten, NormBoundedConv1x1, NormBoundedLinear, PixelUnshuffle
 
 __all__ = ["LipschitzClassifier", "PlainClassifier", "CIFAR10_MEAN"]
 
@@ -61,31 +62,48 @@ class LipschitzClassifier(nn.Module):
         Side of the (square) training images; the head is sized for it.
     mean : sequence of float
         Subtracted per channel (an isometry).
+    block : str
+        ``"flow"``: gradient-flow blocks; ``"lben"``: equilibrium layers (``hidden_factor x width``
+        hidden channels, solved in evaluation to a certified error ``lben_atol``, which the
+        certificate accounts for).
+    lben_atol, lben_monotonicity : float
+        Of the equilibrium layers.
 
     Examples
     --------
     >>> net = LipschitzClassifier(widths=(8, 16), blocks=(1, 1), image_size=8).eval()
     >>> net(torch.rand(2, 3, 8, 8)).shape
     torch.Size([2, 10])
+    >>> LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8, block="lben").eval()(torch.rand(1, 3, 8, 8)).shape
+    torch.Size([1, 10])
     """
 
     def __init__(self, in_channels: int = 3, classes: int = 10, *, widths=(32, 64, 128), blocks=(2, 2, 2),
-                 hidden_factor: int = 2, activation: str = "relu", image_size: int = 32, mean=CIFAR10_MEAN):
+                 hidden_factor: int = 2, activation: str = "relu", image_size: int = 32, mean=CIFAR10_MEAN,
+                 block: str = "flow", lben_atol: float = 1e-3, lben_monotonicity: float = 1.0):
         super().__init__()
         widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
         _check_layout(in_channels, classes, widths, blocks, image_size)
         if len(mean) != in_channels:
             raise ValueError(f"mean needs one value per input channel ({in_channels}); got {len(mean)}")
+        if block not in ("flow", "lben"):
+            raise ValueError(f"block must be 'flow' (gradient-flow blocks) or 'lben' (equilibrium layers); got {block!r}")
         self.config = dict(in_channels=in_channels, classes=classes, widths=list(widths), blocks=list(blocks),
                            hidden_factor=hidden_factor, activation=activation, image_size=image_size, mean=list(mean))
+        if block == "lben":  # only then, so that the configurations of flow models stay as they were
+            self.config.update(block=block, lben_atol=lben_atol, lben_monotonicity=lben_monotonicity)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
         layers: list[nn.Module] = [ChannelLift(in_channels, widths[0])]
         for i, (width, count) in enumerate(zip(widths, blocks)):
             if i:
                 layers += [PixelUnshuffle(2), NormBoundedConv1x1(4 * widths[i - 1], width)]
-            # margin 1: each Euler step is exactly at the non-expansive limit h ||A||^2 L <= 2.
-            layers += [GradientFlowBlock(width, hidden_factor * width, activation=activation, margin=1.0, max_substeps=1)
-                       for _ in range(count)]
+            if block == "lben":
+                layers += [EquilibriumLayer(width, hidden_factor * width, monotonicity=lben_monotonicity, atol=lben_atol)
+                           for _ in range(count)]
+            else:
+                # margin 1: each Euler step is exactly at the non-expansive limit h ||A||^2 L <= 2.
+                layers += [GradientFlowBlock(width, hidden_factor * width, activation=activation, margin=1.0, max_substeps=1)
+                           for _ in range(count)]
         side = image_size // 2 ** (len(widths) - 1)
         self.body = nn.Sequential(*layers, Flatten())
         self.head = NormBoundedLinear(widths[-1] * side * side, classes)

@@ -36,7 +36,8 @@ __all__ = ["RobustTrainConfig", "robust_train", "evaluate_classifier", "save_cla
 
 #: The l2 radii of the literature's tables (inputs in [0, 1]).
 EPSILONS = (36 / 255, 72 / 255, 108 / 255)
-_MODELS = {"lipschitz": LipschitzClassifier, "plain": PlainClassifier}
+#: "lben": a LipschitzClassifier of equilibrium layers (its configuration says block="lben").
+_MODELS = {"lipschitz": LipschitzClassifier, "lben": LipschitzClassifier, "plain": PlainClassifier}
 _KIND = "pnp-stable robust classifier"
 
 
@@ -235,6 +236,8 @@ def robust_train(cfg: RobustTrainConfig, *, max_minutes: float | None = None, st
     torch.manual_seed(cfg.seed)
     model_cfg = dict(in_channels=data.images.shape[1], classes=len(data.classes), widths=list(cfg.widths), blocks=list(cfg.blocks),
                      hidden_factor=cfg.hidden_factor, image_size=side)
+    if cfg.model == "lben":
+        model_cfg["block"] = "lben"
     model = _build(cfg.model, model_cfg).to(device)
     steps_per_epoch = max(1, len(train_set) // cfg.batch_size)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -122,3 +123,59 @@ def test_empty_batches_pass_through():
     net = LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8).eval()
     with torch.no_grad():
         assert net(torch.rand(0, 3, 8, 8)).shape == (0, 10)
+
+
+def _stiff_lben(seed: int) -> LipschitzClassifier:
+    torch.manual_seed(seed)
+    net = LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8, block="lben", lben_atol=1e-3)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith(("weight", ".U", ".V", ".Wo", ".S")):
+                p.mul_(3.0)
+            elif "bias" in name:
+                p.normal_(0, 0.3)
+    return net.eval()
+
+
+def test_equilibrium_classifier_certificate_holds_against_measurements_and_attacks():
+    net = _stiff_lben(5)
+    cert = certify_classifier(net)
+    assert [b for _, b in cert.layers] and cert.lipschitz_bound <= 1 + 1e-6
+    # Two equilibrium layers, each evaluated within 1e-3 of its exact map, reach the body's output
+    # through non-expansive layers: at most 2e-3 there.
+    assert 0 < cert.evaluation_error <= 2e-3 * (1 + 1e-6)
+    x = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    with torch.no_grad():
+        lx, ly = net(x), net(y)
+    # computed outputs: within the Lipschitz bound, up to twice the evaluation error through the head
+    slack = 2 * cert.evaluation_error * net.head.lipschitz_bound()
+    assert bool(((lx - ly).norm(dim=1) <= cert.lipschitz_bound * (x - y).flatten(1).norm(dim=1) + slack).all())
+    assert empirical_lipschitz(net, x[:1], steps=4) <= cert.lipschitz_bound * 1.05  # a difference-quotient estimate
+    labels = lx.argmax(1)
+    radius = certified_radius(lx, cert)
+    exact_form = certified_radius(lx, dataclasses.replace(cert, evaluation_error=0.0))
+    assert bool((radius <= exact_form).all()) and float((exact_form - radius).max()) <= 2 * cert.evaluation_error / cert.body_bound + 1e-12
+    keep = radius > 0
+    _, inside = pgd_l2(net, x[keep], labels[keep], (0.999 * radius[keep]).float(), steps=15)
+    assert not bool(inside.any())
+
+
+def test_equilibrium_classifier_trains_saves_and_reloads(tmp_path):
+    from pnp_stable.robust.training import load_classifier, save_classifier
+
+    net = LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8, block="lben")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    before = net.body[1].net.U.detach().clone()
+    loss = torch.nn.functional.cross_entropy(net.train()(x), labels)
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, net.body[1].net.U)  # the implicit gradient reached the equilibrium weights
+    save_classifier(net.eval(), tmp_path / "c.pt", name="lben", metadata={})
+    again = load_classifier(tmp_path / "c.pt")
+    assert again.config["block"] == "lben"
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), net(x), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="block must be"):
+        LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8, block="mlp")

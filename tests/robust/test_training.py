@@ -89,3 +89,11 @@ def test_bad_folders_and_files_get_clear_errors(tmp_path, capsys):
     assert "not a pnp-stable robust classifier" in capsys.readouterr().err
     assert main(["robust-train", str(tmp_path / "bad"), "-o", str(tmp_path / "r"), "--widths", "4,x"]) == 2
     assert "--widths must be" in capsys.readouterr().err
+
+
+def test_equilibrium_classifier_trains_from_the_command_line(tmp_path, capsys):
+    _two_class_folder(tmp_path / "data")
+    assert main(["robust-train", str(tmp_path / "data"), "-o", str(tmp_path / "run"), "--model", "lben", "--widths", "4,8",
+                 "--blocks", "1,1", "--epochs", "1", "--batch-size", "4", "--val-per-class", "2", "--no-progress"]) == 0
+    model = load_classifier(tmp_path / "run" / "classifier.pt")
+    assert model.config["block"] == "lben" and "certified" in capsys.readouterr().out
