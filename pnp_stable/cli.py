@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--pgd-steps", type=int, default=20)
     re_.add_argument("--limit-per-class", type=int, default=None)
     re_.add_argument("--json", dest="json_out", default=None, help="also write the result as JSON to this file")
+    re_.add_argument("--device", default=None, help="evaluate on this torch device, e.g. cuda (default: cpu)")
     re_.add_argument("--overwrite", action="store_true")
     re_.add_argument("--no-progress", action="store_true")
     return parser
@@ -196,6 +197,8 @@ def _run_robust_eval(args: argparse.Namespace) -> int:
     trained_on = model.record.get("classes")
     if trained_on is not None and list(trained_on) != list(data.classes):
         raise ValueError(f"{args.data_dir} has classes {data.classes}; the classifier was trained on {trained_on}")
+    if args.device:
+        model = model.to(args.device)
     r = evaluate_classifier(model, data, pgd_images=args.pgd_images, pgd_steps=args.pgd_steps, progress=not args.no_progress)
     print(f"{r['images']} images: clean accuracy {r['clean_accuracy']:.2%} ({r['seconds']:.0f} s)")
     for key, acc in r.get("certified_accuracy", {}).items():

@@ -57,7 +57,7 @@ def test_command_line_trains_and_evaluates_with_a_certificate_the_attack_respect
                  "--val-per-class", "2", "--lr", "1e-2", "--no-progress"]) == 0
     assert "certified" in capsys.readouterr().out
     out = tmp_path / "eval.json"
-    assert main(["robust-eval", str(run), str(data), "--pgd-images", "24", "--json", str(out), "--no-progress"]) == 0
+    assert main(["robust-eval", str(run), str(data), "--pgd-images", "24", "--json", str(out), "--no-progress", "--device", "cpu"]) == 0
     r = json.loads(out.read_text())
     assert r["clean_accuracy"] > 0.9  # the two classes are easy
     assert r["empirical_lipschitz"] <= r["lipschitz_bound"] <= 1 + 1e-6
