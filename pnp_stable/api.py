@@ -239,6 +239,16 @@ def _execute(y: torch.Tensor, operator, plan: RunPlan, **run) -> Reconstruction:
     return Reconstruction(x, report)
 
 
+def _execute_on(y: torch.Tensor, operator, plan: RunPlan, device, **run) -> Reconstruction:
+    """:func:`_execute` on ``device`` (None: where the data are); the operator and a torch
+    denoiser move there in place."""
+    if device is not None:
+        y, operator = y.to(device), operator.to(device)
+        if isinstance(plan.denoiser, torch.nn.Module):
+            plan = RunPlan(plan.solver, plan.denoiser.to(device), plan.sigma, plan.options)
+    return _execute(y, operator, plan, **run)
+
+
 def _to_batch(image, channel_axis: int | None) -> tuple[torch.Tensor, dict]:
     """(1, C, H, W) float64 tensor in [0, 1] units, and how to give the result back."""
     if isinstance(image, torch.Tensor):
@@ -330,9 +340,5 @@ def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, d
         raise ValueError("image contains NaN or Inf")
     op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
-    if device is not None:
-        y, op = y.to(device), op.to(device)
-        if isinstance(plan.denoiser, torch.nn.Module):
-            plan = RunPlan(plan.solver, plan.denoiser.to(device), plan.sigma, plan.options)
-    rec = _execute(y, op, plan, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
+    rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
     return Reconstruction(_from_batch(op.observed_region(rec.image), how), rec.report)

@@ -15,7 +15,7 @@ import torch
 from operators import Downsampling
 from operators.noise import Gaussian
 
-from .api import Reconstruction, RunPlan, _checked_noise_level, _execute, _from_batch, _match_dtype, _to_batch, plan_run, resolve_denoiser
+from .api import Reconstruction, _checked_noise_level, _execute_on, _from_batch, _match_dtype, _to_batch, plan_run, resolve_denoiser
 from .registry import DEFAULT_SOLVER
 
 __all__ = ["denoise", "super_resolve", "SR_BOUNDARIES", "DEFAULT_SR_BOUNDARY"]
@@ -133,9 +133,5 @@ def super_resolve(image, factor: int, noise_level: float, *, kernel=None, bounda
     y, how = _checked_batch(image, channel_axis)
     op = Downsampling(factor, kernel, boundary=boundary, noise_model=Gaussian(noise_level))
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
-    if device is not None:
-        y, op = y.to(device), op.to(device)
-        if isinstance(plan.denoiser, torch.nn.Module):
-            plan = RunPlan(plan.solver, plan.denoiser.to(device), plan.sigma, plan.options)
-    rec = _execute(y, op, plan, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
+    rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
     return Reconstruction(_from_batch(rec.image, how), rec.report)
