@@ -28,7 +28,8 @@ from pnp_stable.robust.training import load_classifier
 
 
 def run(model, data, images: int = 100, bisections: int = 8, steps: int = 30, hi: float = 3.0) -> dict:
-    """Certified radii and attack distances of the first ``images`` correctly classified images.
+    """Certified radii and attack distances of the correctly classified ones among ``images``
+    images spread evenly over ``data``.
 
     Examples
     --------
@@ -45,7 +46,9 @@ def run(model, data, images: int = 100, bisections: int = 8, steps: int = 30, hi
     """
     model.eval()
     cert = certify_classifier(model)
-    x, y = data.floats(slice(0, images)), data.labels[:images]
+    # Spread over the set: folders list images class by class.
+    pick = torch.linspace(0, len(data) - 1, min(images, len(data))).round().long()
+    x, y = data.floats(pick), data.labels[pick]
     with torch.no_grad():
         logits = model(x)
     correct = logits.argmax(1) == y

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--no-progress", action="store_true")
 
     re_ = sub.add_parser("robust-eval", help="clean, certified and PGD-l2 accuracy of a classifier on a folder")
-    re_.add_argument("model", help="classifier.pt (or the run folder holding it)")
+    re_.add_argument("model", help="classifier.pt, the run folder holding it, or a shipped name (cifar10-flow-w16)")
     re_.add_argument("data_dir", help="folder of class subfolders (the same classes as in training)")
     re_.add_argument("--pgd-images", type=int, default=1000, help="images attacked (the first N; default: %(default)s)")
     re_.add_argument("--pgd-steps", type=int, default=20)

@@ -106,9 +106,10 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def evaluate_classifier(model, data: ImageSet, *, epsilons=EPSILONS, pgd_images: int = 500, pgd_steps: int = 20,
-                        batch_size: int = 500, empirical_images: int = 8, progress: bool = False, device=None) -> dict:
+                        batch_size: int = 500, empirical_images: int = 8, empirical_steps: int = 10, progress: bool = False,
+                        device=None) -> dict:
     """Clean accuracy, certified accuracy at ``epsilons`` (certified models), PGD-l2 accuracy at
-    the same radii on the first ``pgd_images`` images, certified against empirical Lipschitz
+    the same radii on ``pgd_images`` images spread evenly over the set, certified against empirical Lipschitz
     constant, and the evaluation time.
 
     Examples
@@ -137,16 +138,20 @@ def evaluate_classifier(model, data: ImageSet, *, epsilons=EPSILONS, pgd_images:
         out["lipschitz_bound"] = cert.lipschitz_bound
         out["median_radius"] = float(radius[correct].median()) if bool(correct.any()) else 0.0
     n = min(pgd_images, len(data))
-    x, y = data.floats(slice(0, n)).to(device), data.labels[:n].to(device)
+    # Spread over the whole set: folders list images class by class, so the first n would be a
+    # few classes only.
+    pick = torch.linspace(0, len(data) - 1, n).round().long() if n else torch.zeros(0, dtype=torch.long)
+    x, y = data.floats(pick).to(device), data.labels[pick].to(device)
     out["pgd_accuracy"], out["pgd_images"], out["pgd_steps"] = {}, n, pgd_steps
     for e in epsilons if n else ():
         _, broken = pgd_l2(model, x, y, e, steps=pgd_steps)
-        out["pgd_accuracy"][f"{e:.4f}"] = float((correct[:n] & ~broken.cpu()).double().mean())
+        out["pgd_accuracy"][f"{e:.4f}"] = float((correct[pick] & ~broken.cpu()).double().mean())
     if cert is not None:
         # The certified accuracy on the attacked subset, for the check attack >= certificate.
-        out["certified_accuracy_pgd_subset"] = {f"{e:.4f}": certified_accuracy(radius[:n], correct[:n], e) for e in epsilons}
+        out["certified_accuracy_pgd_subset"] = {f"{e:.4f}": certified_accuracy(radius[pick], correct[pick], e) for e in epsilons}
+    out["clean_accuracy_pgd_subset"] = float(correct[pick].double().mean()) if n else float("nan")
     if n and empirical_images:
-        out["empirical_lipschitz"] = empirical_lipschitz(model, x[:empirical_images], steps=10)
+        out["empirical_lipschitz"] = empirical_lipschitz(model, x[:empirical_images], steps=empirical_steps)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -162,19 +167,24 @@ def save_classifier(model, path: str | Path, *, name: str, metadata: dict | None
 
 
 def load_classifier(path: str | Path):
-    """Load a classifier written by :func:`save_classifier` (or a run folder's), re-deriving its
-    certificate and refusing the file if it no longer matches.
+    """Load a classifier written by :func:`save_classifier` (a file, a run folder, or a shipped
+    name such as ``"cifar10-flow-w16"``), re-deriving its certificate and refusing the file if it
+    no longer matches.
 
     Raises
     ------
     FileNotFoundError, ValueError
         Missing file; not a classifier file, or a corrupt one, or a certificate mismatch.
     """
+    from .pretrained import SHIPPED_CLASSIFIERS, shipped_classifier_path
+
+    if isinstance(path, str) and path in SHIPPED_CLASSIFIERS and not Path(path).exists():
+        path = shipped_classifier_path(path)
     path = Path(path)
     if path.is_dir():
         path = path / "classifier.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"classifier file not found: {path}")
+        raise FileNotFoundError(f"classifier file not found: {path} (shipped classifiers: {', '.join(SHIPPED_CLASSIFIERS)})")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

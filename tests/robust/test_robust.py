@@ -179,3 +179,23 @@ def test_equilibrium_classifier_trains_saves_and_reloads(tmp_path):
         torch.testing.assert_close(again(x), net(x), atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="block must be"):
         LipschitzClassifier(widths=(4, 8), blocks=(1, 1), image_size=8, block="mlp")
+
+
+def test_shipped_classifier_loads_with_its_certificate_and_record():
+    from pnp_stable.robust import SHIPPED_CLASSIFIERS, load_pretrained_classifier
+    from pnp_stable.robust.training import load_classifier
+
+    assert "cifar10-flow-w16" in SHIPPED_CLASSIFIERS
+    net = load_pretrained_classifier("cifar10-flow-w16")
+    cert = certify_classifier(net)
+    assert cert.lipschitz_bound <= 1 + 1e-6 and cert.evaluation_error == 0.0
+    rec = net.record
+    assert rec["steps_done"] == rec["training_config"]["epochs"] * 382 and len(rec["classes"]) == 10
+    assert rec["training_wall_time_s"] > 0 and rec["validation"]["clean_accuracy"] > 0.5
+    assert load_classifier("cifar10-flow-w16").config == net.config  # by name, as robust-eval takes it
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = net(x)
+    radius = certified_radius(logits, cert)
+    _, inside = pgd_l2(net, x, logits.argmax(1), (0.999 * radius).float().clamp_min(1e-6), steps=10)
+    assert not bool(inside.any())
