@@ -188,7 +188,7 @@ def test_shipped_classifier_loads_with_its_certificate_and_record():
     assert "cifar10-flow-w16" in SHIPPED_CLASSIFIERS
     net = load_pretrained_classifier("cifar10-flow-w16")
     cert = certify_classifier(net)
-    assert cert.lipschitz_bound <= 1 + 1e-6 and cert.evaluation_error == 0.0
+    assert cert.lipschitz_bound <= 1 + 1e-5 and cert.evaluation_error == 0.0  # 1, up to the rounding allowances
     rec = net.record
     assert rec["steps_done"] == rec["training_config"]["epochs"] * 382 and len(rec["classes"]) == 10
     assert rec["training_wall_time_s"] > 0 and rec["validation"]["clean_accuracy"] > 0.5
