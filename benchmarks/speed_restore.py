@@ -63,7 +63,15 @@ def make_folder(folder: Path, n: int, size: int) -> None:
 
 
 def restore_command(folder: Path, out: Path, processes: int, batch: int, device: str | None) -> list[str]:
-    """The command line of one configuration."""
+    """The command line of one configuration (torchrun for more than one process).
+
+    Examples
+    --------
+    >>> restore_command(Path("in"), Path("out"), 2, 4, None)[1:5]
+    ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node']
+    >>> restore_command(Path("in"), Path("out"), 1, 1, "cuda")[-2:]
+    ['--device', 'cuda']
+    """
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] \
         if processes > 1 else [sys.executable]
     cmd = [*launch, "-m", "pnp_stable", "restore", str(folder), "-o", str(out), "--kernel", KERNEL, "--noise", str(NOISE),

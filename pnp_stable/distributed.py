@@ -71,8 +71,15 @@ def rank_device(device: str | torch.device | None, group: ProcessGroup) -> torch
     device(type='cuda', index=1)
     >>> rank_device(None, ProcessGroup())
     device(type='cpu')
+    >>> rank_device("gpu0", ProcessGroup())
+    Traceback (most recent call last):
+    ...
+    ValueError: device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got 'gpu0'
     """
-    dev = torch.device(device if device is not None else "cpu")
+    try:
+        dev = torch.device(device if device is not None else "cpu")
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got {device!r}") from None
     if dev.type == "cuda" and dev.index is None:
         return torch.device("cuda", group.local_rank)
     return dev
