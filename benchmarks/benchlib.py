@@ -8,7 +8,6 @@ script is named after a package, so ``import operators`` etc. always find the pa
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 import time
@@ -228,7 +227,7 @@ def write_json_atomic(path: str | Path, payload: dict) -> None:
     >>> write_json_atomic(p, {"a": 1}); json.loads(p.read_text())
     {'a': 1}
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    from operators._io import write_atomic
+
+    text = json.dumps(payload, indent=1)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text), overwrite=True)

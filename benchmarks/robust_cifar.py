@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -82,7 +81,7 @@ def table(result: dict, record: dict, params: int, name: str) -> str:
         f"| PGD-l2 accuracy at 36 / 72 / 108, {result['pgd_steps']} steps | {pgd[0]:.1f} / {pgd[1]:.1f} / {pgd[2]:.1f} % "
         f"({result['pgd_images']} images spread evenly over the set; clean on them "
         f"{100 * result.get('clean_accuracy_pgd_subset', float('nan')):.1f} %) |",
-        f"| certified accuracy on those images | "
+        "| certified accuracy on those images | "
         + " / ".join(f"{100 * v:.1f}" for v in result.get("certified_accuracy_pgd_subset", {}).values()) + " % |",
         f"| Lipschitz constant | certified <= {L:.4f} (float64 product over every layer); measured >= {emp:.4f} "
         f"(an estimate: the largest Jacobian norm found by power iteration at {result.get('empirical_images', '?')} test "

@@ -716,11 +716,11 @@ class LBENDenoiser(Denoiser, CertifiedDenoiser):
             idx = torch.nonzero(short).flatten()
             sig = sigma[idx.to(sigma.device)] if isinstance(sigma, torch.Tensor) and sigma.numel() > 1 else sigma
             x64 = x[idx].double()
-            out64 = self._float64_net()(x64, sig, atol=atol_net[idx])
+            net64 = self._float64_net()
+            out64 = net64(x64, sig, atol=atol_net[idx])
             y64 = out64 if t == 1.0 else (1 - t) * x64 + t * out64
             rounded = y64.float()
             cast = (rounded.double() - y64).flatten(1).norm(dim=1).detach().cpu()
-            net64 = self.__dict__["_net64"]
             y = y.clone()
             y[idx] = rounded
             bound[idx] = t * torch.tensor(net64.last_report.error_bound, dtype=torch.float64) + cast

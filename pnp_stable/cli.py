@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -143,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     re_ = sub.add_parser("robust-eval", help="clean, certified and PGD-l2 accuracy of a classifier on a folder")
     re_.add_argument("model", help="classifier.pt, the run folder holding it, or a shipped name (cifar10-flow-w16)")
     re_.add_argument("data_dir", help="folder of class subfolders (the same classes as in training)")
-    re_.add_argument("--pgd-images", type=int, default=1000, help="images attacked (the first N; default: %(default)s)")
+    re_.add_argument("--pgd-images", type=int, default=1000, help="images attacked, spread evenly over the folder (default: %(default)s)")
     re_.add_argument("--pgd-steps", type=int, default=20)
     re_.add_argument("--limit-per-class", type=int, default=None)
     re_.add_argument("--json", dest="json_out", default=None, help="also write the result as JSON to this file")
@@ -185,8 +184,7 @@ def _run_robust_train(args: argparse.Namespace) -> int:
 
 
 def _run_robust_eval(args: argparse.Namespace) -> int:
-    import json
-
+    from .io import write_json
     from .robust.data import load_image_folder
     from .robust.training import evaluate_classifier, load_classifier
 
@@ -202,15 +200,13 @@ def _run_robust_eval(args: argparse.Namespace) -> int:
     r = evaluate_classifier(model, data, pgd_images=args.pgd_images, pgd_steps=args.pgd_steps, progress=not args.no_progress)
     print(f"{r['images']} images: clean accuracy {r['clean_accuracy']:.2%} ({r['seconds']:.0f} s)")
     for key, acc in r.get("certified_accuracy", {}).items():
-        print(f"  eps {float(key) * 255:.0f}/255: certified {acc:.2%}, PGD-l2 ({r['pgd_steps']} steps, first {r['pgd_images']} images) "
+        print(f"  eps {float(key) * 255:.0f}/255: certified {acc:.2%}, PGD-l2 ({r['pgd_steps']} steps, {r['pgd_images']} images spread over the set) "
               f"{r['pgd_accuracy'][key]:.2%}")
     if "lipschitz_bound" in r:
         print(f"  Lipschitz: certified <= {r['lipschitz_bound']:.6f} (float64 product over every layer), measured >= "
               f"{r.get('empirical_lipschitz', float('nan')):.4f} (estimate)")
     if args.json_out:
-        tmp = Path(args.json_out).with_name(Path(args.json_out).name + ".partial")
-        tmp.write_text(json.dumps(r, indent=1))
-        os.replace(tmp, args.json_out)
+        write_json(args.json_out, r, overwrite=True)  # refused above if it exists unasked
     return 0
 
 
@@ -260,19 +256,17 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 def _run_certify(args: argparse.Namespace) -> int:
-    import json
-
     from denoisers import certify
     from denoisers.weights import load_weights
 
-    from .io import write_atomic
+    from .io import write_json
 
     model, rec = load_weights(args.model, return_record=True, use_cache=False)  # the command always recomputes
     cert = certify(model, empirical=not args.no_empirical)
     print(f"model {args.model}: {rec['model']} {rec['config']}")
     print(cert.summary())
     if args.json_out:
-        write_atomic(args.json_out, lambda t: open(t, "w").write(json.dumps(cert.to_dict(), indent=1)), overwrite=args.overwrite)
+        write_json(args.json_out, cert.to_dict(), overwrite=args.overwrite)
     return 0
 
 
@@ -289,8 +283,6 @@ def _level(text: str) -> float:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import torch
-
     from denoisers.training import TrainConfig, train
 
     if args.model == "lben":
@@ -315,13 +307,11 @@ def _run_train(args: argparse.Namespace) -> int:
         lr=args.lr, seed=args.seed, val_dir=args.val_dir, val_split=args.val_split, val_every=args.val_every,
         checkpoint_every=args.checkpoint_every, threads=args.threads, init=args.init,
     )
-    from .distributed import process_group, rank_device
+    from .distributed import process_group, rank_device, share_cores
 
     with process_group(args.device) as group:
         if group.distributed and not args.threads:
-            # Processes on one machine share its cores.
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", group.world_size))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+            share_cores()
         device = rank_device(args.device, group) if args.device else None
         r = train(cfg, max_minutes=args.max_minutes, progress=not args.no_progress, device=device, stop_after=args.stop_after)
     if not group.is_main:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-from pathlib import Path
 from typing import Callable
 
 from operators.blur import BLUR_BOUNDARIES
@@ -134,12 +131,6 @@ def task_from_args(args: argparse.Namespace, kind: str):
                        denoiser=args.denoiser, sigma=args.sigma, **solver_opts)
 
 
-def _write_json(path, payload, overwrite: bool) -> None:
-    from .io import write_atomic
-
-    write_atomic(path, lambda t: Path(t).write_text(json.dumps(payload, indent=1)), overwrite=overwrite)
-
-
 def _plot(path, before, after, rep, overwrite: bool) -> None:
     from .io import write_atomic
 
@@ -168,7 +159,7 @@ def _plot(path, before, after, rep, overwrite: bool) -> None:
 
 
 def _run_single(args: argparse.Namespace, kind: str) -> int:
-    from .io import check_output_path
+    from .io import check_output_path, write_json
     from .restore import read_image, run_task, save_image
 
     task = task_from_args(args, kind)
@@ -184,7 +175,7 @@ def _run_single(args: argparse.Namespace, kind: str) -> int:
         payload.update(input=str(args.input), task=task.describe())
         if kind == "deblur":  # the keys of the report before the shared path existed
             payload.update(kernel=args.kernel, noise=args.noise, solver=args.solver, boundary=args.boundary)
-        _write_json(args.report, payload, args.overwrite)
+        write_json(args.report, payload, overwrite=args.overwrite)
     if getattr(args, "plot", None) and rep is not None:
         _plot(args.plot, img, res.image, rep, args.overwrite)
     if rep is not None:
@@ -197,9 +188,7 @@ def _run_single(args: argparse.Namespace, kind: str) -> int:
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    import torch
-
-    from .distributed import process_group, rank_device
+    from .distributed import process_group, rank_device, share_cores
     from .folder import restore_folder
 
     kind = args.task or ("super-resolve" if args.factor else "deblur" if args.kernel else "denoise")
@@ -207,9 +196,7 @@ def _run_restore(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0; got {args.threads}")
     with process_group(args.device) as group:
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", group.world_size))
-        # Processes on one machine share its cores: each takes its part, not all of them.
-        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // max(1, local)))
+        share_cores(args.threads)
         device = rank_device(args.device, group) if args.device else None
         s = restore_folder(args.in_dir, args.out, task, overwrite=args.overwrite, reference_dir=args.reference,
                            batch_size=args.batch_size, progress=not args.no_progress, device=device, group=group)

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 
-__all__ = ["ProcessGroup", "process_group", "shard", "rank_device"]
+__all__ = ["ProcessGroup", "process_group", "shard", "rank_device", "share_cores"]
 
 T = TypeVar("T")
 
@@ -135,3 +135,26 @@ def shard(items: Sequence[T], group: ProcessGroup) -> list[T]:
     ['b', 'd']
     """
     return list(items[group.rank::group.world_size])
+
+
+def share_cores(threads: int = 0) -> int:
+    """Set torch's CPU threads: ``threads`` if given, else this machine's cores divided among the
+    job's processes on it (``LOCAL_WORLD_SIZE``, set by torchrun; 1 when alone).  Processes that
+    each take every core oversubscribe them, several times slower than sharing.
+
+    Returns
+    -------
+    int
+        The threads set.
+
+    Examples
+    --------
+    >>> share_cores(1)
+    1
+    """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: share the cores); got {threads}")
+    local = max(1, _env_int("LOCAL_WORLD_SIZE", 1))
+    n = threads or max(1, (os.cpu_count() or 1) // local)
+    torch.set_num_threads(n)
+    return n

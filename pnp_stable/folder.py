@@ -29,6 +29,7 @@ import numpy as np
 from operators._io import write_atomic
 
 from .distributed import ProcessGroup, shard
+from .io import write_json
 from .restore import RestoreTask, image_psnr, read_image, run_task, save_image
 
 __all__ = ["IMAGE_SUFFIXES", "FolderSummary", "list_images", "output_names", "restore_folder", "SUMMARY_FIELDS"]
@@ -140,10 +141,6 @@ def _reference(ref_dir: Path | None, stem: str) -> Path | None:
     return None
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    write_atomic(path, lambda t: Path(t).write_text(json.dumps(payload, indent=1)), overwrite=True)
-
-
 def restore_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, task: RestoreTask, *, overwrite: bool = False,
                    reference_dir: str | os.PathLike | None = None, batch_size: int = 4, progress: bool = True, device=None,
                    group: ProcessGroup | None = None) -> FolderSummary:
@@ -213,7 +210,7 @@ def restore_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, task: 
     def fail(path: Path, reason: str) -> None:
         summary.failed.append(path.name)
         summary.errors[path.name] = reason
-        _write_json(reports / f"{names[path]}.failed.json", {"file": path.name, "error": reason, "task": task.describe()})
+        write_json(reports / f"{names[path]}.failed.json", overwrite=True, payload={"file": path.name, "error": reason, "task": task.describe()})
 
     def finish(path: Path, image: np.ndarray, record: dict) -> None:
         name = names[path]
@@ -226,7 +223,7 @@ def restore_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, task: 
                 record["reference"] = ref.name
             except ValueError as exc:
                 record["reference_error"] = str(exc)
-        _write_json(reports / f"{name}.json", record)
+        write_json(reports / f"{name}.json", record, overwrite=True)
         save_image(out_dir / f"{name}.png", image, overwrite=True)  # pending, or overwrite asked
         failed = reports / f"{name}.failed.json"
         if failed.exists():

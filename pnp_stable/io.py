@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from operators._io import check_output_path, write_atomic
 
-__all__ = ["load_image", "BUNDLED_IMAGES", "write_atomic", "check_output_path"]
+__all__ = ["load_image", "BUNDLED_IMAGES", "write_atomic", "write_json", "check_output_path"]
 
 #: Images that scikit-image ships (no network needed), usable by name.
 BUNDLED_IMAGES = ("camera", "astronaut", "coffee", "chelsea", "moon", "brick", "grass", "gravel", "text", "coins", "clock", "rocket")
@@ -59,3 +60,17 @@ def load_image(source: str | os.PathLike) -> np.ndarray:
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3) or img.dtype.kind not in "uif" or img.size == 0:
         raise ValueError(f"{name} is not a gray or RGB image (array of shape {img.shape}, dtype {img.dtype})")
     return util.img_as_float64(img) if img.dtype.kind in "ui" else np.clip(img.astype(np.float64), 0, 1)
+
+
+def write_json(path: str | os.PathLike, payload: dict, *, overwrite: bool = False) -> Path:
+    """Write ``payload`` as indented JSON, atomically (never over an existing file unless asked).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = write_json(Path(tempfile.mkdtemp()) / "r.json", {"a": 1})
+    >>> json.loads(p.read_text())
+    {'a': 1}
+    """
+    text = json.dumps(payload, indent=1)
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text), overwrite=overwrite)

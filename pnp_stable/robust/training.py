@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from operators._io import write_atomic
 
 from .certificate import certified_accuracy, certified_radius, certify_classifier, empirical_lipschitz
 from .attacks import pgd_l2
@@ -100,9 +101,7 @@ def _split(data: ImageSet, per_class: int, seed: int) -> tuple[ImageSet, ImageSe
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp), overwrite=True)
 
 
 def evaluate_classifier(model, data: ImageSet, *, epsilons=EPSILONS, pgd_images: int = 500, pgd_steps: int = 20,
