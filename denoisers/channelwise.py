@@ -54,6 +54,14 @@ class ChannelwiseDenoiser(Denoiser, CertifiedDenoiser):
     def channels(self) -> int:
         return 3
 
+    def receptive_radius(self) -> int:
+        """The gray denoiser's (channels are denoised apart)."""
+        return self.denoiser.receptive_radius()
+
+    def working_width(self) -> int:
+        """The gray denoiser's; its batch holds one image per channel, hence the factor 3."""
+        return 3 * self.denoiser.working_width()
+
     @property
     def denoise_within(self):
         """The gray denoiser's certified-accuracy call, channel by channel (None when it has

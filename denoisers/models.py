@@ -80,6 +80,25 @@ class GradientFlowNet(nn.Module):
             z = blk(z) if shifts is None else blk(z, shifts[i].to(z.dtype))
         return z[:, : self.channels]
 
+    def receptive_radius(self) -> int:
+        """How far (pixels) an output pixel sees: every sub-step's field evaluations pass through a
+        convolution and its transpose, each reaching ``kernel_size // 2`` (eval schedule).
+
+        Examples
+        --------
+        >>> GradientFlowNet(1, width=4, depth=3).eval().receptive_radius()  # 3 Euler steps, 3x3: 2 each
+        6
+        """
+        total = 0
+        for blk in self.blocks:
+            sched = blk.certified_schedule() if not self.training else blk.schedule(float(blk.norm_estimate))
+            total += sched.substeps * blk.integrator.stages * 2 * (blk.weight.shape[-1] // 2)
+        return total
+
+    def working_width(self) -> int:
+        """The widest layer (channels): what one evaluation's memory scales with, per pixel."""
+        return max([self.width] + [blk.hidden for blk in self.blocks])
+
     def step_alphas(self) -> list[float]:
         """Certified averagedness of every sub-step, in order (1.0 for non-Euler steps)."""
         alphas = []
@@ -130,6 +149,14 @@ class NonexpansiveDenoiser(Denoiser, CertifiedDenoiser):
     @property
     def channels(self) -> int:
         return self.net.channels
+
+    def receptive_radius(self) -> int:
+        """The network's receptive radius (:meth:`GradientFlowNet.receptive_radius`); the
+        relaxation ``(1 - theta) I + theta N`` is pixel-wise and adds nothing."""
+        return self.net.receptive_radius()
+
+    def working_width(self) -> int:
+        return self.net.working_width()
 
     def relaxation(self) -> float:
         """The ``theta`` of ``(1 - theta) I + theta N`` in use (1: the network alone)."""

@@ -46,6 +46,12 @@ class Anderson:
     regularization : float
         Relative Tikhonov term of the least-squares problem (keeps it well posed when the
         differences are nearly dependent).
+    storage : {"full", "half"}
+        Precision of the stored differences.  ``"half"`` keeps each difference as float16
+        scaled by its largest entry (11 significant bits, no underflow), a quarter of the
+        memory of float64 and half of float32: the candidate is only a proposal that the two
+        tests accept or not, so its precision changes the speed, never the guarantee.  The
+        memory plan of a large photograph chooses it (:mod:`pnp_stable.memory`).
 
     Examples
     --------
@@ -62,6 +68,7 @@ class Anderson:
     budget: float = 100.0
     decay: float = 0.1
     regularization: float = 1e-10
+    storage: str = "full"
 
     def __post_init__(self):
         if isinstance(self.memory, bool) or not isinstance(self.memory, int) or self.memory < 1:
@@ -74,6 +81,18 @@ class Anderson:
             raise ValueError(f"Anderson decay must be positive (it makes the step bounds summable); got {self.decay!r}")
         if not (self.regularization >= 0):
             raise ValueError(f"Anderson regularization must be >= 0; got {self.regularization!r}")
+        if self.storage not in ("full", "half"):
+            raise ValueError(f"Anderson storage must be 'full' or 'half'; got {self.storage!r}")
+
+    def bytes_per_entry(self, itemsize: int) -> int:
+        """Bytes the history takes per entry of one sample (both rings of differences).
+
+        Examples
+        --------
+        >>> Anderson(memory=5).bytes_per_entry(4), Anderson(memory=5, storage="half").bytes_per_entry(4)
+        (40, 20)
+        """
+        return 2 * self.memory * (2 if self.storage == "half" else itemsize)
 
     def step_bound(self, r0: torch.Tensor, accepted: torch.Tensor) -> torch.Tensor:
         """The bound on ``||c - T u_k||`` for the next accepted candidate, per sample.
@@ -106,11 +125,17 @@ class Anderson:
         raise TypeError(f"anderson must be True, False, an int memory or an Anderson(...); got {type(value).__name__}")
 
 
+#: Entries processed at once by the chunked reductions of the history (bounded temporaries).
+_CHUNK = 1 << 20
+
+
 class AndersonHistory:
     """The last ``memory`` differences of the residuals and map values, per sample.
 
     Each sample keeps its own ring of differences (samples accept candidates at different
-    times); slots not yet filled take no part in the least-squares problem.
+    times); slots not yet filled take no part in the least-squares problem.  Inner products
+    and the extrapolation run over chunks of entries, so they need no float64 copy of the
+    history, and ``storage="half"`` keeps it in scaled float16.
 
     Parameters
     ----------
@@ -135,15 +160,32 @@ class AndersonHistory:
     def __init__(self, settings: Anderson, batch: int, size: int, like: torch.Tensor):
         self.settings = settings
         m = settings.memory
-        self.dG = like.new_zeros(m, batch, size)
-        self.dF = like.new_zeros(m, batch, size)
+        self.half = settings.storage == "half"
+        dtype = torch.float16 if self.half else like.dtype
+        self.dG = torch.zeros(m, batch, size, dtype=dtype, device=like.device)
+        self.dF = torch.zeros(m, batch, size, dtype=dtype, device=like.device)
+        # Scale of each stored difference (1 unless stored as half).
+        self.sG = torch.ones(m, batch, dtype=torch.float64, device=like.device)
+        self.sF = torch.ones(m, batch, dtype=torch.float64, device=like.device)
         self.count = torch.zeros(batch, dtype=torch.long, device=like.device)
+
+    def _store(self, ring: torch.Tensor, scales: torch.Tensor, slot: int, b: int, v: torch.Tensor) -> None:
+        if not self.half:
+            ring[slot, b] = v
+            scales[slot, b] = 1.0
+            return
+        s = float(v.abs().max())
+        s = s if s > 0 and s == s and s != float("inf") else 1.0
+        for a in range(0, v.numel(), _CHUNK):
+            ring[slot, b, a : a + _CHUNK] = (v[a : a + _CHUNK] / s).to(torch.float16)
+        scales[slot, b] = s
 
     def push(self, idx: torch.Tensor, dg: torch.Tensor, df: torch.Tensor) -> None:
         """Store the differences ``dg``, ``df`` (rows of the samples ``idx``), oldest dropped."""
-        slot = self.count[idx] % self.settings.memory
-        self.dG[slot, idx] = dg
-        self.dF[slot, idx] = df
+        slots = (self.count[idx] % self.settings.memory).tolist()
+        for row, (b, slot) in enumerate(zip(idx.tolist(), slots)):
+            self._store(self.dG, self.sG, slot, b, dg[row])
+            self._store(self.dF, self.sF, slot, b, df[row])
         self.count[idx] += 1
 
     def clear(self, idx: torch.Tensor) -> None:
@@ -154,20 +196,30 @@ class AndersonHistory:
         """Extrapolated points ``f - dF gamma`` for the samples ``idx`` (rows of ``g``, ``f``).
 
         The least-squares problems are solved by their regularised normal equations in
-        float64, all samples at once.
+        float64, sample by sample, from inner products accumulated in float64 over chunks.
         """
         m = self.settings.memory
-        dG, dF = self.dG[:, idx], self.dF[:, idx]
-        valid = torch.arange(m, device=g.device)[None, :] < self.count[idx][:, None]  # (n, m)
-        G64 = dG.to(torch.float64)
-        gram = torch.einsum("ibn,jbn->bij", G64, G64)
-        rhs = torch.einsum("ibn,bn->bi", G64, g.to(torch.float64))
-        mask = valid[:, :, None] & valid[:, None, :]
-        gram = torch.where(mask, gram, torch.zeros_like(gram))
-        scale = gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(torch.float64).tiny)  # trace
-        eye = torch.eye(m, dtype=torch.float64, device=g.device)
-        # Unfilled slots get a unit diagonal and a zero right-hand side, hence a zero weight.
-        diag = torch.where(valid, self.settings.regularization * scale[:, None], torch.ones_like(scale)[:, None])
-        gamma = torch.linalg.solve(gram + eye * diag[:, :, None], torch.where(valid, rhs, torch.zeros_like(rhs)))
-        gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)
-        return f - torch.einsum("bi,ibn->bn", gamma.to(f.dtype), dF)
+        out = f.clone()
+        f64 = torch.float64
+        eye = torch.eye(m, dtype=f64, device=g.device)
+        for row, b in enumerate(idx.tolist()):
+            n = min(int(self.count[b]), m)
+            if n == 0:
+                continue
+            gram = torch.zeros(n, n, dtype=f64, device=g.device)
+            rhs = torch.zeros(n, dtype=f64, device=g.device)
+            for a in range(0, g.shape[1], _CHUNK):
+                G = self.dG[:n, b, a : a + _CHUNK].to(f64)
+                gram += G @ G.T
+                rhs += G @ g[row, a : a + _CHUNK].to(f64)
+            sG = self.sG[:n, b]
+            gram = gram * sG[:, None] * sG[None, :]
+            rhs = rhs * sG
+            scale = float(gram.diagonal().sum().clamp_min(torch.finfo(f64).tiny))  # trace
+            gamma = torch.linalg.solve(gram + eye[:n, :n] * self.settings.regularization * scale, rhs)
+            gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0) * self.sF[:n, b]
+            for a in range(0, g.shape[1], _CHUNK):
+                piece = out[row, a : a + _CHUNK]
+                for i in range(n):
+                    piece.sub_(self.dF[i, b, a : a + _CHUNK].to(piece.dtype), alpha=float(gamma[i]))
+        return out

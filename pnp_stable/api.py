@@ -184,7 +184,8 @@ def _noise_level(operator) -> float | None:
 
 
 def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = DEFAULT_SOLVER, sigma: float | None = None,
-                noise_level: float | None = None, max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True, **solver_options) -> Reconstruction:
+                noise_level: float | None = None, max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True,
+                max_memory=None, **solver_options) -> Reconstruction:
     """Solve ``y = A x + noise`` by a registered PnP solver.
 
     Parameters
@@ -207,6 +208,10 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
         Gaussian noise model that says it.
     max_iter, tol, callback, progress
         Passed to the solver.
+    max_memory : int or str, optional
+        Memory budget of the run (bytes, or ``"4G"``): the denoiser is evaluated tile by tile
+        with an exact halo when the whole image does not fit (:mod:`pnp_stable.memory`).
+        Default: 4 GiB, or the least a very large image needs.
     **solver_options
         Solver-specific options (``step``, ``strict``...); unknown ones raise TypeError.
 
@@ -229,13 +234,46 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     """
     noise_level = _noise_level(operator) if noise_level is None else _checked_noise_level(noise_level)
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
-    return _execute(y, operator, plan, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
+    return _execute(y, operator, plan, max_iter=max_iter, tol=tol, callback=callback, progress=progress, max_memory=max_memory)
 
 
-def _execute(y: torch.Tensor, operator, plan: RunPlan, **run) -> Reconstruction:
-    """Run a resolved plan: nothing is resolved again here."""
+def _solver_shape(operator, y: torch.Tensor) -> tuple[int, ...]:
+    """Shape of the solver's iterates: the operator's input domain for an observation ``y``."""
+    shape_of = getattr(operator, "input_shape", None)
+    if callable(shape_of):
+        return tuple(shape_of(tuple(y.shape)))
+    with torch.no_grad():
+        return tuple(operator.A_adjoint(y).shape)  # one adjoint: operators that change the size (super-resolution)
+
+
+def _execute(y: torch.Tensor, operator, plan: RunPlan, *, max_memory=None, progress: bool = True, **run) -> Reconstruction:
+    """Run a resolved plan within its memory plan: nothing is resolved again here."""
+    from .anderson import Anderson
+    from .memory import plan_memory
+    from .progress import TiledProgress
+    from .registry import solver_info
+
     den = _match_dtype(plan.denoiser, y.dtype)
-    x, report = get_solver(plan.solver)(y, operator, den, sigma=plan.sigma, **run, **plan.options)
+    options = dict(plan.options)
+    takes_anderson = solver_info(plan.solver).source == "built-in" or "anderson" in options
+    acc = Anderson.resolve(options.get("anderson", True)) if takes_anderson else None
+    mem = plan_memory(_solver_shape(operator, y), y.dtype, den, plan.solver, acc, max_memory)
+    if takes_anderson:
+        options["anderson"] = mem.anderson if mem.anderson is not None else False
+    tracker = None
+    if not mem.tiles.whole and progress:
+        # A bar over tiles, whose total follows the predicted number of iterations (time left).
+        tracker = TiledProgress(mem.tiles.tiles, run.get("max_iter", 200), run.get("tol", 1e-4), desc=plan.solver)
+        run["callback"] = tracker.chain(run.get("callback"))
+        progress = False
+    solver_den = mem.wrap(den, progress=None if tracker is None else tracker.tile_done)
+    try:
+        x, report = get_solver(plan.solver)(y, operator, solver_den, sigma=plan.sigma, progress=progress, **run, **options)
+    finally:
+        if tracker is not None:
+            tracker.close()
+    if report is not None and hasattr(report, "notes") and (not mem.tiles.whole or mem.anderson is not acc):
+        report.notes.append(mem.describe())
     return Reconstruction(x, report)
 
 
@@ -286,7 +324,7 @@ def _from_batch(x: torch.Tensor, how: dict):
 
 def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, denoiser="default", boundary: str = DEFAULT_BOUNDARY,
            channel_axis: int | None = None, sigma: float | None = None, max_iter: int = 200, tol: float = 1e-4,
-           callback=None, progress: bool = True, device=None, **solver_options) -> Reconstruction:
+           callback=None, progress: bool = True, device=None, max_memory=None, **solver_options) -> Reconstruction:
     """Deblur a photograph with a certified PnP solver.
 
     Parameters
@@ -316,6 +354,9 @@ def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, d
         ``step``/``step_factor`` is given); with other denoisers, ``noise_level``.
     max_iter, tol, callback, progress, device, **solver_options
         Run settings; ``device`` moves the computation (e.g. ``"cuda"``).
+    max_memory : int or str, optional
+        Memory budget (bytes or ``"4G"``), as for :func:`reconstruct`: a photograph of any
+        size is restored in bounded memory, the denoiser evaluated in exact tiles.
 
     Returns
     -------
@@ -340,5 +381,6 @@ def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, d
         raise ValueError("image contains NaN or Inf")
     op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
-    rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
+    rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress,
+                      max_memory=max_memory)
     return Reconstruction(_from_batch(op.observed_region(rec.image), how), rec.report)

@@ -90,8 +90,18 @@ class _State:
     last_rel: torch.Tensor    # relative residual of the last kept iterate
 
 
+#: Entries per chunk of the float64 norms (a bounded temporary instead of a float64 copy of the image).
+_NORM_CHUNK = 1 << 20
+
+
 def _norm(t: torch.Tensor) -> torch.Tensor:
-    return t.to(torch.float64).norm(dim=1)
+    """Row norms accumulated in float64, chunk by chunk."""
+    if t.dtype == torch.float64 or t.shape[1] <= _NORM_CHUNK:
+        return t.to(torch.float64).norm(dim=1)
+    acc = torch.zeros(t.shape[0], dtype=torch.float64, device=t.device)
+    for piece in t.split(_NORM_CHUNK, dim=1):
+        acc += piece.to(torch.float64).square().sum(dim=1)
+    return acc.sqrt()
 
 
 def run_fixed_point(

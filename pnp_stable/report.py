@@ -52,6 +52,9 @@ class ConvergenceReport:
         Per sample, whether every evaluation of an inexactly computed map (an iterative prox)
         met its summable error schedule (empty when the map is exact).  A miss voids the
         guarantee of that sample (:attr:`sample_guaranteed`).
+    notes : list of str
+        How the run was set up where it matters to the reader: an estimated noise level, the
+        memory plan of a tiled evaluation.
 
     Examples
     --------
@@ -74,6 +77,7 @@ class ConvergenceReport:
     anderson_accepted: list[int] = field(default_factory=list)
     anderson_rejected: list[int] = field(default_factory=list)
     inexact_schedule_met: list[bool] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def all_converged(self) -> bool:
@@ -96,5 +100,6 @@ class ConvergenceReport:
             if self.inexact_schedule_met and not self.inexact_schedule_met[i]:
                 line += ", inexact prox MISSED its error schedule (not guaranteed)"
             lines.append(line)
+        lines += [f"  {note}" for note in self.notes]
         lines.append(f"  wall time {self.wall_time:.2f} s")
         return "\n".join(lines)

@@ -85,7 +85,7 @@ def denoise(image, noise_level: float, *, denoiser="default", channel_axis: int 
 def super_resolve(image, factor: int, noise_level: float, *, kernel=None, boundary: str = DEFAULT_SR_BOUNDARY,
                   solver: str = DEFAULT_SOLVER, denoiser="default", channel_axis: int | None = None, sigma: float | None = None,
                   max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True, device=None,
-                  **solver_options) -> Reconstruction:
+                  max_memory=None, **solver_options) -> Reconstruction:
     """Super-resolve an image ``factor`` times with a certified PnP solver.
 
     The observation model is :class:`operators.Downsampling`: an anti-aliasing blur (default a
@@ -104,7 +104,7 @@ def super_resolve(image, factor: int, noise_level: float, *, kernel=None, bounda
         Anti-aliasing kernel of the observation model.
     boundary : str
         Boundary of that blur (one of :data:`SR_BOUNDARIES`).
-    solver, denoiser, channel_axis, sigma, max_iter, tol, callback, progress, device, **solver_options
+    solver, denoiser, channel_axis, sigma, max_iter, tol, callback, progress, device, max_memory, **solver_options
         As for :func:`pnp_stable.deblur`.
 
     Returns
@@ -133,5 +133,6 @@ def super_resolve(image, factor: int, noise_level: float, *, kernel=None, bounda
     y, how = _checked_batch(image, channel_axis)
     op = Downsampling(factor, kernel, boundary=boundary, noise_model=Gaussian(noise_level))
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
-    rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress)
+    rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress,
+                      max_memory=max_memory)
     return Reconstruction(_from_batch(rec.image, how), rec.report)
