@@ -33,10 +33,16 @@ class Reconstruction:
     image : numpy.ndarray or torch.Tensor
         Same kind and layout as the input.
     report : ConvergenceReport
+    noise_level : float or None
+        The noise level the run used (given or estimated; None where no level applies).
+    noise_estimated : bool
+        True when ``noise_level`` was estimated from the image (:mod:`pnp_stable.noise_level`).
     """
 
     image: Any
     report: ConvergenceReport
+    noise_level: float | None = None
+    noise_estimated: bool = False
 
 
 def resolve_denoiser(denoiser, *, channels: int = 1, solver: str | None = None):
@@ -173,6 +179,22 @@ def _checked_noise_level(value) -> float:
     if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
         raise ValueError(f"noise_level must be a finite number >= 0 (standard deviation on the [0, 1] scale); got {value!r}")
     return value
+
+
+def _given_or_estimated_noise(noise_level, y: torch.Tensor) -> tuple[float, bool]:
+    """``(level, estimated)``: the checked ``noise_level``, or, when it is None or ``"auto"``, the
+    level estimated from ``y``."""
+    if noise_level is None or (isinstance(noise_level, str) and noise_level == "auto"):
+        from .noise_level import estimate_noise_level
+
+        return estimate_noise_level(y), True
+    return _checked_noise_level(noise_level), False
+
+
+def _noise_note(level: float, estimated: bool) -> str:
+    """The report's line about the noise level."""
+    how = "estimated from the image (deepinv's patch-covariance estimator)" if estimated else "given"
+    return f"noise level {level:.4g} ({level * 255:.3g}/255), {how}"
 
 
 def _noise_level(operator) -> float | None:
@@ -322,7 +344,7 @@ def _from_batch(x: torch.Tensor, how: dict):
     return a.astype(how["dtype"])
 
 
-def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, denoiser="default", boundary: str = DEFAULT_BOUNDARY,
+def deblur(image, kernel, noise_level: float | str | None = None, *, solver: str = DEFAULT_SOLVER, denoiser="default", boundary: str = DEFAULT_BOUNDARY,
            channel_axis: int | None = None, sigma: float | None = None, max_iter: int = 200, tol: float = 1e-4,
            callback=None, progress: bool = True, device=None, max_memory=None, **solver_options) -> Reconstruction:
     """Deblur a photograph with a certified PnP solver.
@@ -334,8 +356,10 @@ def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, d
         [0, 1]), or a float tensor (B, C, H, W).  Never modified.
     kernel : array_like or str
         Blur kernel or spec (``"gaussian:1.6"``, ``"levin:3"``; see :mod:`operators.kernels`).
-    noise_level : float
-        Standard deviation of the noise on the [0, 1] scale (>= 0).
+    noise_level : float, "auto" or None
+        Standard deviation of the noise on the [0, 1] scale (>= 0).  None or ``"auto"`` (the
+        default): estimated from the image (:func:`pnp_stable.noise_level.estimate_noise_level`);
+        the report says so and gives the estimate.
     solver : str
         Registered solver name (default PnP-ADMM).
     denoiser : callable, path or "default"
@@ -374,13 +398,23 @@ def deblur(image, kernel, noise_level: float, *, solver: str = DEFAULT_SOLVER, d
     >>> r = deblur(img, "gaussian:1.0", 0.01, denoiser=Half(), progress=False)
     >>> r.image.shape, r.image.dtype, r.report.guaranteed
     ((32, 32), dtype('float64'), True)
+
+    Without a noise level, it is estimated:
+
+    >>> r = deblur(img, "gaussian:1.0", denoiser=Half(), progress=False)
+    >>> r.noise_estimated, r.report.notes[0].startswith("noise level")
+    (True, True)
     """
-    _checked_noise_level(noise_level)
+    if noise_level is not None and not (isinstance(noise_level, str) and noise_level == "auto"):
+        _checked_noise_level(noise_level)
     y, how = _to_batch(image, channel_axis)
     if not bool(torch.isfinite(y).all()):
         raise ValueError("image contains NaN or Inf")
+    noise_level, estimated = _given_or_estimated_noise(noise_level, y)
     op = Blur(kernel, boundary=boundary, noise_model=Gaussian(noise_level))
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
     rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress,
                       max_memory=max_memory)
-    return Reconstruction(_from_batch(op.observed_region(rec.image), how), rec.report)
+    if estimated and rec.report is not None and hasattr(rec.report, "notes"):
+        rec.report.notes.insert(0, _noise_note(noise_level, estimated))
+    return Reconstruction(_from_batch(op.observed_region(rec.image), how), rec.report, noise_level, estimated)

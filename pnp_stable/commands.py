@@ -21,9 +21,20 @@ from .tasks import DEFAULT_SR_BOUNDARY, SR_BOUNDARIES
 __all__ = ["add_image_commands", "IMAGE_COMMANDS", "task_from_args"]
 
 
-def _add_noise_and_denoiser(p: argparse.ArgumentParser, level: Callable, *, required: bool = True) -> None:
-    p.add_argument("--noise", type=level, required=required,
-                   help="noise standard deviation in [0, 1] units (e.g. 0.01 or 2.55/255)")
+def _level_or_auto(level: Callable) -> Callable:
+    """The ``--noise`` parser: ``auto`` (None: estimate it) or a level."""
+    def parse(text: str):
+        return None if text.strip().lower() == "auto" else level(text)
+    return parse
+
+
+def _add_noise_and_denoiser(p: argparse.ArgumentParser, level: Callable) -> None:
+    p.add_argument("--noise", type=_level_or_auto(level), default=None,
+                   help="noise standard deviation in [0, 1] units (e.g. 0.01 or 2.55/255), or auto (the default): "
+                        "estimated from each image, and the estimate reported")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget of a run, e.g. 4G or 512M: large images are restored with the denoiser evaluated "
+                        "in exact tiles (default: 4G, or the least a very large image needs)")
     p.add_argument("--denoiser", default="default", help="weights file written by pnp-stable export, or a shipped model name "
                    "(see pnp-stable models; default: the shipped certified model for the image's channels)")
 
@@ -128,7 +139,7 @@ def task_from_args(args: argparse.Namespace, kind: str):
         solver_opts = dict(solver=args.solver, step=args.step, anderson=args.anderson, max_iter=args.max_iter, tol=args.tol,
                            boundary=getattr(args, "boundary", None))
     return RestoreTask(kind, args.noise, kernel=getattr(args, "kernel", None), factor=getattr(args, "factor", None),
-                       denoiser=args.denoiser, sigma=args.sigma, **solver_opts)
+                       denoiser=args.denoiser, sigma=args.sigma, max_memory=getattr(args, "max_memory", None), **solver_opts)
 
 
 def _plot(path, before, after, rep, overwrite: bool) -> None:
@@ -174,15 +185,18 @@ def _run_single(args: argparse.Namespace, kind: str) -> int:
         payload = dataclasses.asdict(rep) if rep is not None else dict(res.record)
         payload.update(input=str(args.input), task=task.describe())
         if kind == "deblur":  # the keys of the report before the shared path existed
-            payload.update(kernel=args.kernel, noise=args.noise, solver=args.solver, boundary=args.boundary)
+            payload.update(kernel=args.kernel, noise=res.record["noise_level"], solver=args.solver, boundary=args.boundary)
+        payload.update(noise_level=res.record["noise_level"], noise_estimated=res.record["noise_estimated"])
         write_json(args.report, payload, overwrite=args.overwrite)
     if getattr(args, "plot", None) and rep is not None:
         _plot(args.plot, img, res.image, rep, args.overwrite)
     if rep is not None:
         print(rep.summary())
     else:
-        print(f"denoised at strength {task.sigma if task.sigma is not None else task.noise:g} with the certified denoiser "
-              f"({res.record['seconds']:.2f} s)")
+        level = res.record["noise_level"]
+        how = " (estimated)" if res.record["noise_estimated"] else ""
+        print(f"noise level {level:.4g} ({level * 255:.3g}/255){how}; denoised at strength "
+              f"{task.sigma if task.sigma is not None else level:.4g} with the certified denoiser ({res.record['seconds']:.2f} s)")
     print(f"restored image written to {args.output}")
     return 0
 

@@ -36,7 +36,7 @@ PROCESS_BASELINE = 640 << 20
 #: Image-sized buffers a solver holds at its peak besides the Anderson history and the
 #: denoiser's activations (iterates, residuals, the data prox's CG vectors and FFT buffers),
 #: counted from the code and checked against peaks measured by ``benchmarks/speed_photo.py``.
-STATE_COPIES = {"pnp-admm": 18, "pnp-fbs": 12}
+STATE_COPIES = {"pnp-admm": 18, "pnp-fbs": 12, "denoise": 3}
 
 #: Below this share of what a whole evaluation needs (or 512 MiB), the denoiser gets more room by
 #: storing the Anderson history in half precision.

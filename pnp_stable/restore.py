@@ -38,8 +38,9 @@ class RestoreTask:
     ----------
     kind : str
         ``"deblur"``, ``"denoise"`` or ``"super-resolve"``.
-    noise : float
-        Noise standard deviation on the [0, 1] scale.
+    noise : float or None
+        Noise standard deviation on the [0, 1] scale; None: estimated from each image (images
+        then run one at a time, each with its own level).
     kernel : str, optional
         Blur kernel spec (deblur: required; super-resolve: the anti-aliasing kernel).
     factor : int, optional
@@ -47,7 +48,7 @@ class RestoreTask:
     boundary : str, optional
         Boundary model; None takes the task's default (deblur ``"unknown"``, super-resolve
         ``"reflect"``).
-    solver, denoiser, sigma, step, anderson, max_iter, tol
+    solver, denoiser, sigma, step, anderson, max_iter, tol, max_memory
         As for ``pnp-stable deblur`` (``anderson`` 0 switches acceleration off; the solver
         settings do not apply to ``denoise``).
 
@@ -62,7 +63,7 @@ class RestoreTask:
     """
 
     kind: str
-    noise: float
+    noise: float | None
     kernel: str | None = None
     factor: int | None = None
     boundary: str | None = None
@@ -73,12 +74,18 @@ class RestoreTask:
     anderson: int = 5
     max_iter: int = 200
     tol: float = 1e-4
+    max_memory: int | str | None = None
 
     def __post_init__(self):
         if self.kind not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}; got {self.kind!r}")
-        if not (isinstance(self.noise, (int, float)) and np.isfinite(self.noise) and self.noise >= 0):
-            raise ValueError(f"noise must be a finite number >= 0 (standard deviation on the [0, 1] scale); got {self.noise!r}")
+        if self.noise is not None and not (isinstance(self.noise, (int, float)) and np.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise must be a finite number >= 0 (standard deviation on the [0, 1] scale), or None to "
+                             f"estimate it; got {self.noise!r}")
+        if self.max_memory is not None:
+            from denoisers.tiling import parse_memory
+
+            parse_memory(self.max_memory)
         if self.kind == "deblur" and not self.kernel:
             raise ValueError("deblur needs a kernel (e.g. gaussian:1.6, levin:3, file:k.png)")
         if self.kind == "super-resolve" and not self.factor:
@@ -152,25 +159,30 @@ def run_task(task: RestoreTask, images: list[np.ndarray], *, progress: bool = Fa
         raise ValueError(f"a batch needs images of one shape; got {sorted({im.shape for im in images})}")
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] != 3):
         raise ValueError(f"images must be (H, W) gray or (H, W, 3) colour; got {shape}")
+    if task.noise is None and len(images) > 1:
+        # Each image has its own estimated level: one run each.
+        return [r for im in images for r in run_task(task, [im], progress=progress, device=device)]
     stack = np.stack([np.asarray(im, dtype=np.float32) for im in images])  # a copy: inputs are never touched
     batch = torch.from_numpy(stack[:, None] if len(shape) == 2 else np.moveaxis(stack, -1, 1).copy())
     start = time.perf_counter()
     if task.kind == "denoise":
-        rec = denoise(batch, task.noise, denoiser=task.denoiser, sigma=task.sigma, device=device)
+        rec = denoise(batch, task.noise, denoiser=task.denoiser, sigma=task.sigma, device=device, max_memory=task.max_memory)
     elif task.kind == "deblur":
         rec = deblur(batch, task.kernel, task.noise, solver=task.solver, denoiser=task.denoiser, boundary=task.resolved_boundary,
-                     sigma=task.sigma, max_iter=task.max_iter, tol=task.tol, progress=progress, device=device, **task._solver_options())
+                     sigma=task.sigma, max_iter=task.max_iter, tol=task.tol, progress=progress, device=device,
+                     max_memory=task.max_memory, **task._solver_options())
     else:
         rec = super_resolve(batch, task.factor, task.noise, kernel=task.kernel, boundary=task.resolved_boundary, solver=task.solver,
                             denoiser=task.denoiser, sigma=task.sigma, max_iter=task.max_iter, tol=task.tol, progress=progress,
-                            device=device, **task._solver_options())
+                            device=device, max_memory=task.max_memory, **task._solver_options())
     seconds = time.perf_counter() - start
     out = rec.image.detach().to("cpu", torch.float32).clamp(0, 1).numpy()
     out = out[:, 0] if len(shape) == 2 else np.moveaxis(out, 1, -1)
     results = []
     for i in range(len(images)):
         record: dict[str, Any] = {"task": task.describe(), "input_shape": list(shape), "output_shape": list(out[i].shape),
-                                  "batch_size": len(images), "seconds": seconds / len(images)}
+                                  "batch_size": len(images), "seconds": seconds / len(images),
+                                  "noise_level": rec.noise_level, "noise_estimated": rec.noise_estimated}
         rep = rec.report
         if rep is not None:
             record.update(solver=rep.solver, theorem=rep.theorem, guaranteed=bool(rep.sample_guaranteed[i]),

@@ -15,7 +15,8 @@ import torch
 from operators import Downsampling
 from operators.noise import Gaussian
 
-from .api import Reconstruction, _checked_noise_level, _execute_on, _from_batch, _match_dtype, _to_batch, plan_run, resolve_denoiser
+from .api import (Reconstruction, _checked_noise_level, _execute_on, _from_batch, _given_or_estimated_noise, _match_dtype,
+                  _noise_note, _to_batch, plan_run, resolve_denoiser)
 from .registry import DEFAULT_SOLVER
 
 __all__ = ["denoise", "super_resolve", "SR_BOUNDARIES", "DEFAULT_SR_BOUNDARY"]
@@ -35,8 +36,14 @@ def _checked_batch(image, channel_axis):
     return y, how
 
 
-def denoise(image, noise_level: float, *, denoiser="default", channel_axis: int | None = None, sigma: float | None = None,
-            device=None) -> Reconstruction:
+def _check_level_argument(noise_level) -> None:
+    """A given level must be valid before any work; None / "auto" asks for an estimate."""
+    if noise_level is not None and not (isinstance(noise_level, str) and noise_level == "auto"):
+        _checked_noise_level(noise_level)
+
+
+def denoise(image, noise_level: float | str | None = None, *, denoiser="default", channel_axis: int | None = None,
+            sigma: float | None = None, device=None, max_memory=None) -> Reconstruction:
     """Remove Gaussian noise with one pass of a certified denoiser.
 
     Parameters
@@ -44,8 +51,9 @@ def denoise(image, noise_level: float, *, denoiser="default", channel_axis: int 
     image : numpy.ndarray or torch.Tensor
         As for :func:`pnp_stable.deblur`: (H, W), (H, W, C) with ``channel_axis``, or a float
         tensor (B, C, H, W).  Never modified.
-    noise_level : float
-        Standard deviation of the noise on the [0, 1] scale (>= 0).
+    noise_level : float, "auto" or None
+        Standard deviation of the noise on the [0, 1] scale (>= 0); None or ``"auto"`` (the
+        default): estimated from the image (``noise_level`` and ``noise_estimated`` of the result).
     denoiser : callable, path or "default"
         See :func:`pnp_stable.api.resolve_denoiser`; ``"default"`` is the shipped averaged model
         for the image's channels.
@@ -55,6 +63,9 @@ def denoise(image, noise_level: float, *, denoiser="default", channel_axis: int 
         Denoiser strength (default: ``noise_level``, the level the models were trained at).
     device : str or torch.device, optional
         Where to compute.
+    max_memory : int or str, optional
+        Memory budget (bytes or ``"4G"``): a large image is denoised in exact tiles
+        (:mod:`denoisers.tiling`).  Default: 4 GiB.
 
     Returns
     -------
@@ -69,20 +80,26 @@ def denoise(image, noise_level: float, *, denoiser="default", channel_axis: int 
     >>> out.shape, out.dtype, float(np.abs(out - 0.5).mean()) < float(np.abs(noisy - 0.5).mean())
     ((32, 32), dtype('float64'), True)
     """
-    _checked_noise_level(noise_level)
+    from .memory import plan_memory
+
+    _check_level_argument(noise_level)
     y, how = _checked_batch(image, channel_axis)
+    noise_level, estimated = _given_or_estimated_noise(noise_level, y)
     den = resolve_denoiser(denoiser, channels=y.shape[1])
     if device is not None:
         y = y.to(device)
         if isinstance(den, torch.nn.Module):
             den = den.to(device)
     strength = noise_level if sigma is None else _checked_noise_level(sigma)
+    den = _match_dtype(den, y.dtype)
+    # One evaluation: no solver state beyond the input and the output.
+    mem = plan_memory(tuple(y.shape), y.dtype, den, "denoise", None, max_memory)
     with torch.no_grad():
-        x = _match_dtype(den, y.dtype)(y, strength)
-    return Reconstruction(_from_batch(x, how), None)
+        x = mem.wrap(den)(y, strength)
+    return Reconstruction(_from_batch(x, how), None, noise_level, estimated)
 
 
-def super_resolve(image, factor: int, noise_level: float, *, kernel=None, boundary: str = DEFAULT_SR_BOUNDARY,
+def super_resolve(image, factor: int, noise_level: float | str | None = None, *, kernel=None, boundary: str = DEFAULT_SR_BOUNDARY,
                   solver: str = DEFAULT_SOLVER, denoiser="default", channel_axis: int | None = None, sigma: float | None = None,
                   max_iter: int = 200, tol: float = 1e-4, callback=None, progress: bool = True, device=None,
                   max_memory=None, **solver_options) -> Reconstruction:
@@ -97,9 +114,9 @@ def super_resolve(image, factor: int, noise_level: float, *, kernel=None, bounda
         The low-resolution image, as for :func:`pnp_stable.deblur`.  Never modified.
     factor : int
         2, 3, 4... the output is ``factor`` times larger along each axis.
-    noise_level : float
+    noise_level : float, "auto" or None
         Standard deviation of the noise of ``image`` on the [0, 1] scale (> 0: the shipped
-        denoiser's strength is tuned from it).
+        denoiser's strength is tuned from it); None or ``"auto"`` (the default): estimated.
     kernel : array_like or str, optional
         Anti-aliasing kernel of the observation model.
     boundary : str
@@ -122,7 +139,7 @@ def super_resolve(image, factor: int, noise_level: float, *, kernel=None, bounda
     >>> r.image.shape, r.report.guaranteed
     ((16, 16), True)
     """
-    _checked_noise_level(noise_level)
+    _check_level_argument(noise_level)
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be a positive integer (2, 3, 4...); got {factor!r}")
     if boundary not in SR_BOUNDARIES:
@@ -131,8 +148,11 @@ def super_resolve(image, factor: int, noise_level: float, *, kernel=None, bounda
         raise ValueError("noise_level is 0: the shipped denoiser's strength is tuned from the noise level, so give the "
                          "level of the image's noise (e.g. 1/255 for clean 8-bit images) or an explicit sigma")
     y, how = _checked_batch(image, channel_axis)
+    noise_level, estimated = _given_or_estimated_noise(noise_level, y)
     op = Downsampling(factor, kernel, boundary=boundary, noise_model=Gaussian(noise_level))
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
     rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress,
                       max_memory=max_memory)
-    return Reconstruction(_from_batch(rec.image, how), rec.report)
+    if estimated and rec.report is not None and hasattr(rec.report, "notes"):
+        rec.report.notes.insert(0, _noise_note(noise_level, estimated))
+    return Reconstruction(_from_batch(rec.image, how), rec.report, noise_level, estimated)
