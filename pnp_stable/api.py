@@ -270,6 +270,7 @@ def _solver_shape(operator, y: torch.Tensor) -> tuple[int, ...]:
 
 def _execute(y: torch.Tensor, operator, plan: RunPlan, *, max_memory=None, progress: bool = True, **run) -> Reconstruction:
     """Run a resolved plan within its memory plan: nothing is resolved again here."""
+    from .allocator import freed_memory_kept
     from .anderson import Anderson
     from .memory import plan_memory
     from .progress import TiledProgress
@@ -290,7 +291,9 @@ def _execute(y: torch.Tensor, operator, plan: RunPlan, *, max_memory=None, progr
         progress = False
     solver_den = mem.wrap(den, progress=None if tracker is None else tracker.tile_done)
     try:
-        x, report = get_solver(plan.solver)(y, operator, solver_den, sigma=plan.sigma, progress=progress, **run, **options)
+        # Freed buffers are kept during the run (no page faults on every iteration), then given back.
+        with freed_memory_kept():
+            x, report = get_solver(plan.solver)(y, operator, solver_den, sigma=plan.sigma, progress=progress, **run, **options)
     finally:
         if tracker is not None:
             tracker.close()

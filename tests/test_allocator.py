@@ -60,3 +60,37 @@ def test_the_command_line_retains_freed_memory(monkeypatch, capsys):
     monkeypatch.setattr(cli, "retain_freed_memory", lambda: calls.append(True) or True)
     assert cli.main(["solvers"]) == 0
     assert calls == [True]
+
+
+# The scoped form: few faults inside the run, glibc's behaviour back (and the memory returned) after it.
+_SCOPED = """
+import resource, torch
+from pnp_stable.allocator import freed_memory_kept
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        torch.empty(16_000_000).fill_(1.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+with freed_memory_kept():
+    inside = faults()
+print(inside, faults())
+"""
+
+
+@pytest.mark.skipif(not _GLIBC, reason="the setting exists on glibc only")
+def test_freed_memory_is_kept_during_a_run_only():
+    out = subprocess.run([sys.executable, "-c", _SCOPED], capture_output=True, text=True, check=True)
+    inside, after = (int(v) for v in out.stdout.split())
+    assert after > 20 * 10_000  # thresholds restored: every 64 MB block is mapped afresh again
+    assert inside < after / 10
+
+
+def test_scoped_setting_leaves_a_process_that_chose_its_own(monkeypatch):
+    calls = []
+    monkeypatch.setattr(allocator, "_process_chose", True)
+    monkeypatch.setattr(allocator, "_set_thresholds", lambda libc, v: calls.append(v))
+    with allocator.freed_memory_kept():
+        pass
+    assert calls == []
