@@ -121,6 +121,18 @@ class LinearOperator(LinearPhysics):
         return self.A_adjoint(y)
 
     # -- prox of the data term ---------------------------------------------------------
+    @property
+    def iterative_prox(self) -> bool:
+        """True when :meth:`prox_l2_info` runs conjugate gradients (False: a closed form).
+
+        Examples
+        --------
+        >>> from operators import Blur
+        >>> Blur("box:3").iterative_prox, Blur("box:3", boundary="unknown").iterative_prox
+        (False, True)
+        """
+        return True
+
     def _prox_preconditioner(self, z: torch.Tensor, gamma: torch.Tensor):
         """An SPD approximation of ``(gamma A^T A + I)^{-1}``, or None."""
         return None

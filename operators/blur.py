@@ -301,6 +301,11 @@ class Blur(LinearOperator):
     def _prox_preconditioner(self, z, gamma):
         return lambda r: self._circular_solve(r, gamma)
 
+    @property
+    def iterative_prox(self) -> bool:
+        """False for the closed forms (circular; symmetric with an axis-symmetric kernel)."""
+        return not (self.boundary == "circular" or (self.boundary == "symmetric" and self.axis_symmetric))
+
     def prox_l2_info(self, z, y, gamma, **kwargs):
         r"""Prox of :math:`\tfrac{\gamma}{2}\|Ax-y\|^2` and how it was computed.
 

@@ -141,6 +141,11 @@ class Downsampling(LinearOperator):
     def _prox_preconditioner(self, z, gamma):
         return lambda r: self._circular_solve(r, gamma)
 
+    @property
+    def iterative_prox(self) -> bool:
+        """False for the circular closed form."""
+        return self.boundary != "circular"
+
     def prox_l2_info(self, z, y, gamma, **kwargs):
         r"""Prox of :math:`\tfrac{\gamma}{2}\|Ax-y\|^2`: closed form for circular, PCG otherwise.
 

@@ -80,6 +80,11 @@ class Inpainting(LinearOperator):
     def A_adjoint(self, y: torch.Tensor, **kwargs) -> torch.Tensor:
         return self._mask_for(y, "y") * y
 
+    @property
+    def iterative_prox(self) -> bool:
+        """False: the prox of a mask is a closed form."""
+        return False
+
     def prox_l2_info(self, z, y, gamma, **kwargs):
         r"""Closed-form prox of :math:`\tfrac{\gamma}{2}\|m \odot x - y\|^2`.
 

@@ -227,20 +227,24 @@ def run_fixed_point(
         kidx = idx[keep]
         history[st.kept[kidx], kidx] = rel[keep]
         if aa is not None:
-            # Differences between consecutive kept iterates feed the extrapolation.
-            old = keep & ~first
-            if bool(old.any()):
-                oi = idx[old]
-                g_new, g_old = g[old], st.base[oi] - st.base_f[oi]
-                aa.push(oi, g_new - g_old, f[old] - st.base_f[oi])
+            # Differences between consecutive kept iterates feed the extrapolation; row by row,
+            # so that no temporary holds more than one image.
+            for j in torch.nonzero(keep & ~first).flatten().tolist():
+                b = int(idx[j])
+                dg = st.base[b] - st.base_f[b]
+                dg.neg_().add_(g[j])  # g_new - g_old
+                aa.push(idx[j : j + 1], dg[None], (f[j] - st.base_f[b])[None])
+                del dg
         st.kept[kidx] += 1
         st.accepted[idx] += accept_cand.long()
         st.rejected[idx] += reject_cand.long()
         st.monotone[idx] &= ~rises
         r0[idx] = torch.where(first & keep, r, r0[idx])
-        kf = keep.view(-1, 1)
-        st.base[idx] = torch.where(kf, pts, st.base[idx])
-        st.base_f[idx] = torch.where(kf, f, st.base_f[idx])
+        for j in torch.nonzero(keep).flatten().tolist():
+            b = int(idx[j])
+            st.base[b].copy_(pts[j])
+            st.base_f[b].copy_(f[j])
+        del g
         st.base_r[idx] = torch.where(keep, r, base_r)
         st.base_eta[idx] = torch.where(keep, eta, st.base_eta[idx])
         if aa is not None:
@@ -250,18 +254,22 @@ def run_fixed_point(
         reason = torch.where((reason == 0) & (st.evaluations[idx] >= max_iter), _MAX_ITER, reason)
         st.reason[idx] = reason
         # The next point: an Anderson candidate where one passes test 1, else the plain step.
-        nxt = st.base_f[idx]
+        del pts, f, out
         use_cand = torch.zeros_like(keep)
-        if aa is not None:
-            ready = (reason == 0) & (aa.count[idx] > 0)
-            if bool(ready.any()):
-                ri = idx[ready]
-                c = aa.candidate(ri, st.base[ri] - st.base_f[ri], st.base_f[ri])
-                ok = torch.isfinite(c).all(dim=1) & (_norm(c - st.base_f[ri]) <= anderson.step_bound(r0[ri], st.accepted[ri]))
-                nxt = nxt.clone()
-                nxt[ready] = torch.where(ok.view(-1, 1), c, nxt[ready])
-                use_cand[ready] = ok
-        st.point[idx] = nxt
+        ready = (reason == 0) & (aa.count[idx] > 0) if aa is not None else torch.zeros_like(keep)
+        for j in range(idx.numel()):
+            b = int(idx[j])
+            if bool(ready[j]):
+                rb = idx[j : j + 1]
+                gb = st.base[b] - st.base_f[b]
+                c = aa.candidate(rb, gb[None], st.base_f[b][None])[0]
+                del gb
+                dist = _norm(c[None].sub(st.base_f[b][None]))
+                if bool(torch.isfinite(c).all()) and bool(dist <= anderson.step_bound(r0[rb], st.accepted[rb])):
+                    st.point[b].copy_(c)
+                    use_cand[j] = True
+                    continue
+            st.point[b].copy_(st.base_f[b])
         st.candidate[idx] = use_cand
         bar.update(1)
         if progress and B == 1:

@@ -30,13 +30,20 @@ __all__ = ["MemoryPlan", "plan_memory", "DEFAULT_MAX_MEMORY", "PROCESS_BASELINE"
 #: The default budget of a run: fits a 2-core, 24 GiB machine beside other work.
 DEFAULT_MAX_MEMORY = 4 << 30
 
-#: Resident memory of the process before the run's arrays (Python, torch, deepinv, the model).
-PROCESS_BASELINE = 640 << 20
+#: Resident memory of the process before the run's arrays (Python, torch, deepinv, the model),
+#: measured at 0.77 GiB.
+PROCESS_BASELINE = 832 << 20
 
-#: Image-sized buffers a solver holds at its peak besides the Anderson history and the
-#: denoiser's activations (iterates, residuals, the data prox's CG vectors and FFT buffers),
-#: counted from the code and checked against peaks measured by ``benchmarks/speed_photo.py``.
-STATE_COPIES = {"pnp-admm": 18, "pnp-fbs": 12, "denoise": 3}
+#: Image-sized buffers a solver's run holds at its peak besides the Anderson history and the
+#: denoiser's activations (iterates, residuals, the data prox's CG vectors and FFT buffers, and
+#: the heap's fragmentation while freed memory is kept: :func:`pnp_stable.allocator.freed_memory_kept`),
+#: measured on a 4-megapixel colour photograph (benchmarks/RESULTS.md, section "speed-photo"):
+#: PnP-ADMM 23, PnP-FBS 29, rounded up.
+STATE_COPIES = {"pnp-admm": 24, "pnp-fbs": 30, "denoise": 3}
+
+#: Extra image-sized (working dtype) buffers of a data prox solved in float64 for a float32 run:
+#: its CG vectors and FFT buffers at twice the width, and the observation in float64.
+WIDE_PROX_COPIES = 11
 
 #: Below this share of what a whole evaluation needs (or 512 MiB), the denoiser gets more room by
 #: storing the Anderson history in half precision.
@@ -59,6 +66,9 @@ class MemoryPlan:
         The acceleration settings, with the history's storage chosen.
     tiles : TilePlan
         How the denoiser is evaluated.
+    prox_precision : torch.dtype or None
+        float64 when an iterative data prox of a float32 run is solved in float64
+        (:func:`pnp_stable.solvers.pnp_admm`); None: the run's dtype.
 
     Examples
     --------
@@ -77,6 +87,7 @@ class MemoryPlan:
     denoiser_bytes: int
     anderson: Anderson | None
     tiles: TilePlan
+    prox_precision: torch.dtype | None = None
 
     @property
     def estimate(self) -> int:
@@ -96,8 +107,9 @@ class MemoryPlan:
         """
         how = "whole" if self.tiles.whole else f"in {self.tiles.tiles} tiles of {self.tiles.tile} px (halo {self.tiles.halo})"
         hist = "" if self.anderson is None else f", Anderson history in {'float16' if self.anderson.storage == 'half' else 'full precision'}"
+        prox = ", data prox in float64" if self.prox_precision == torch.float64 else ""
         return (f"memory: about {self.estimate / 2**30:.2f} GiB of a {self.budget / 2**30:.2f} GiB budget; denoiser evaluated "
-                f"{how}{hist}")
+                f"{how}{hist}{prox}")
 
     def wrap(self, denoiser, progress=None):
         """The denoiser as the plan evaluates it (tiled when needed, with a per-tile hook)."""
@@ -111,7 +123,7 @@ def _numel(shape) -> int:
 
 
 def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Anderson | None,
-                max_memory=None) -> MemoryPlan:
+                max_memory=None, *, iterative_prox: bool = False) -> MemoryPlan:
     """Plan a run on images of ``shape`` (the solver's domain) within ``max_memory``.
 
     Parameters
@@ -128,6 +140,10 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
         Requested acceleration; its ``storage`` may be lowered to ``"half"`` by the plan.
     max_memory : int, str or None
         Budget in bytes or as ``"4G"``; None: the default (module notes).
+    iterative_prox : bool
+        Whether the operator's data prox runs conjugate gradients: a PnP-ADMM run in float32
+        then solves it in float64 where the budget leaves the denoiser room enough (fewer
+        iterations; :func:`pnp_stable.solvers.pnp_admm`).
 
     Raises
     ------
@@ -141,8 +157,8 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
     >>> from denoisers import GradientFlowNet
     >>> net = GradientFlowNet(3, width=32, depth=8).eval()
     >>> p = plan_memory((1, 3, 3000, 4000), torch.float32, net, "pnp-admm", Anderson())
-    >>> p.tiles.tiles > 1, p.estimate <= 4 * 2**30
-    (True, True)
+    >>> p.tiles.tiles > 1, p.estimate <= p.budget, p.anderson.storage
+    (True, True, 'half')
     >>> plan_memory((1, 3, 3000, 4000), torch.float32, net, "pnp-admm", Anderson(), max_memory="1G")
     Traceback (most recent call last):
     ...
@@ -181,10 +197,16 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
     else:
         budget = max(DEFAULT_MAX_MEMORY, floor)
 
+    comfort = min(whole, _DENOISER_COMFORT)
+    wide = None
+    if iterative_prox and solver == "pnp-admm" and dtype == torch.float32:
+        extra = WIDE_PROX_COPIES * numel * itemsize
+        if budget - PROCESS_BASELINE - state - extra - history(anderson) >= comfort:
+            state, wide = state + extra, torch.float64
     acc = anderson
     room = budget - PROCESS_BASELINE - state - history(acc)
-    if acc is not None and acc.storage == "full" and room < min(whole, _DENOISER_COMFORT):
+    if acc is not None and acc.storage == "full" and room < comfort:
         acc = lean
         room = budget - PROCESS_BASELINE - state - history(acc)
     tiles = plan_tiles(shape, denoiser, max(room, smallest_tile()), dtype)
-    return MemoryPlan(budget, explicit, state, history(acc), max(room, tiles.bytes_per_tile), acc, tiles)
+    return MemoryPlan(budget, explicit, state, history(acc), max(room, tiles.bytes_per_tile), acc, tiles, wide)

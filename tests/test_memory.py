@@ -19,12 +19,18 @@ def _net(channels=3):
     return NonexpansiveDenoiser(GradientFlowNet(channels, width=32, depth=8)).eval()
 
 
-def test_a_12_megapixel_photo_is_planned_within_the_default_budget():
-    plan = plan_memory((1, 3, 3026, 4026), torch.float32, _net(), "pnp-admm", Anderson())
-    assert plan.budget == DEFAULT_MAX_MEMORY and plan.estimate <= DEFAULT_MAX_MEMORY
-    assert plan.tiles.tiles > 1 and plan.tiles.halo == 16
-    # Full precision would not leave the denoiser room enough: the history is stored as float16.
-    assert plan.anderson.storage == "half" and plan.anderson.memory == 5
+def test_a_12_megapixel_photo_is_planned_lean():
+    plan = plan_memory((1, 3, 3026, 4026), torch.float32, _net(), "pnp-admm", Anderson(), iterative_prox=True)
+    assert plan.estimate <= plan.budget and plan.tiles.tiles > 1 and plan.tiles.halo == 16
+    # Full precision would not leave the denoiser room enough: the history is stored as float16,
+    # and the data prox stays in float32.
+    assert plan.anderson.storage == "half" and plan.anderson.memory == 5 and plan.prox_precision is None
+
+
+def test_a_photo_that_fits_gets_the_float64_prox():
+    plan = plan_memory((1, 3, 890, 1178), torch.float32, _net(), "pnp-admm", Anderson(), iterative_prox=True)
+    assert plan.prox_precision == torch.float64 and plan.estimate <= DEFAULT_MAX_MEMORY
+    assert plan_memory((1, 3, 890, 1178), torch.float32, _net(), "pnp-admm", Anderson()).prox_precision is None
 
 
 def test_small_images_keep_everything_as_it_was():
@@ -84,13 +90,14 @@ def test_half_precision_history_keeps_the_fixed_point():
 
 def test_deblur_in_tiles_matches_the_whole_image_run():
     img = np.random.default_rng(0).random((150, 170)).astype(np.float32)
-    whole = deblur(img, "levin:2", 0.02, progress=False)
+    same = dict(progress=False, prox_precision=torch.float64, tol=1e-5)  # the same run but for the tiles
+    whole = deblur(img, "levin:2", 0.02, **same)
     budget = PROCESS_BASELINE + (14 << 20)  # the denoiser gets a few MiB: several tiles
-    tiled = deblur(img, "levin:2", 0.02, progress=False, max_memory=budget)
+    tiled = deblur(img, "levin:2", 0.02, max_memory=budget, **same)
     note = " ".join(tiled.report.notes)
     assert "tiles" in note and tiled.report.guaranteed and tiled.report.all_converged
     assert np.abs(tiled.image - whole.image).max() < 1e-3
-    assert not whole.report.notes
+    assert "tiles" not in " ".join(whole.report.notes)
 
 
 def test_deblur_refuses_a_budget_it_cannot_keep():
