@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--runs", default=str(_HERE / "runs" / "real_photo.jsonl"))
     ap.add_argument("--max-minutes", type=float, default=None, help="start no new problem after this long (rerun to go on)")
+    ap.add_argument("--section", default="real-photographs", help="RESULTS.md section to write (a comparison run writes its own)")
     args = ap.parse_args()
     retain_freed_memory()
     from tqdm.auto import tqdm
@@ -199,7 +200,8 @@ def main() -> None:
     images = {(r["set"], r["image"]) for r in runs}
     lines = [
         f"`python benchmarks/real_photo.py --data DATA/test --sets {args.sets}{f' --limit {args.limit}' if args.limit else ''} "
-        f"--kernels {args.kernels} --levels {args.levels}` ({'a SUBSET: ' if args.limit or len(kernels) < 8 else ''}"
+        f"--kernels {args.kernels} --levels {args.levels}"
+        f"{f' --methods {args.methods} --runs benchmarks/runs/{Path(args.runs).name} --section {args.section}' if args.section != 'real-photographs' else ''}` ({'a SUBSET: ' if args.limit or len(kernels) < 8 else ''}"
         f"{len(images)} images, Levin kernels {args.kernels}; runs in `benchmarks/runs/{record.name}`). Each full image is blurred "
         f"on its own support (valid convolution), the centre {CROP}x{CROP} cropped and seeded noise added, so no padding rule "
         "is true at the frame. Boundary rows: `deblur()` defaults (PnP-ADMM, shipped certified denoiser, Anderson) with that "
@@ -210,7 +212,10 @@ def main() -> None:
     print("\n".join(lines))
     if stopped:
         print(f"stopped after --max-minutes {args.max_minutes:g}: rerun the same command to go on", file=sys.stderr)
-    write_section("real-photographs", "## Deblurring real photographs (no boundary rule is true)\n\n" + "\n".join(lines))
+    title = "## Deblurring real photographs (no boundary rule is true)"
+    if args.section != "real-photographs":
+        title += f": {args.section}"
+    write_section(args.section, title + "\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
