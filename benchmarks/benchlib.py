@@ -20,6 +20,20 @@ import torch
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def write_table_section(name: str, title: str, description: str, rows: list[str], path: Path | None = None) -> None:
+    """Write the section ``name`` of RESULTS.md as a heading, one paragraph and a table.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> results = Path(tempfile.mkdtemp()) / "RESULTS.md"
+    >>> write_table_section("demo", "Demo", "What ran.", ["| a |", "|---|", "| 1 |"], results)
+    >>> results.read_text().splitlines()[4:8]
+    ['<!-- demo:start -->', '## Demo', '', 'What ran.']
+    """
+    write_section(name, "\n".join([f"## {title}", "", description, "", *rows]), path)
+
+
 def machine() -> str:
     """One line describing where the numbers were taken.
 

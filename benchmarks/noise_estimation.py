@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchlib import append_record, load_records, machine, write_section  # the script's folder is on sys.path
+from benchlib import append_record, load_records, machine, write_table_section  # the script's folder is on sys.path
 
 from denoisers.data import ImageFolder
 from operators import Blur
@@ -145,20 +145,17 @@ def main(argv=None) -> int:
                         append_record(RUNS, rec)
                         print(rec, flush=True)
     runs = load_records(RUNS)
-    body = [
-        "## Noise level estimated from blurred photographs",
-        "",
+    description = (
         f"`python benchmarks/noise_estimation.py --data DATA/test --sets {args.sets} --limit {args.limit} --kernels {args.kernels}"
         f"{' --psnr' if args.psnr else ''}` (a SUBSET: the first {args.limit} images of each set; runs in "
         "`benchmarks/runs/noise_estimation.jsonl`). Each full image blurred on its own support by a Levin kernel, seeded Gaussian "
         "noise, stored as an 8-bit PNG or a JPEG of quality 90; the estimator is `deblur()`'s (deepinv's patch-covariance "
         "estimator on the whole stored image). Error = estimate / true level - 1. PSNR columns: `deblur()` defaults on the "
         "centre 256x256 of the PNG, told the true level or estimating it (from the crop). JPEG removes part of the noise, so "
-        f"its estimates fall below the level that was added. Machine: {machine()}.",
-        "",
-        *table(runs),
-    ]
-    write_section("noise-estimation", "\n".join(body))
+        f"its estimates fall below the level that was added. Machine: {machine()}."
+    )
+    write_table_section("noise-estimation", "Noise level estimated from blurred photographs", description, table(runs))
+
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchlib import append_record, image_to_batch, load_records, machine, metrics, write_section  # the script's folder is on sys.path
+from benchlib import append_record, image_to_batch, load_records, machine, metrics, write_table_section  # the script's folder is on sys.path
 from real_photo import SET_CHANNELS, photograph
 
 from denoisers.data import ImageFolder
@@ -83,19 +83,16 @@ def main(argv=None) -> int:
                     append_record(RUNS, rec)
                     print(rec, flush=True)
     runs = load_records(RUNS)
-    body = [
-        "## Unknown boundary: the data prox in float32 or float64 (PnP-ADMM)",
-        "",
+    description = (
         f"`python benchmarks/prox_precision.py --data DATA/test --sets {args.sets} --limit {args.limit} --kernels {args.kernels}` "
         "(a SUBSET, the problems of section \"real-photographs\": each full image blurred on its own support, the centre 256x256 "
         "cropped, seeded noise; runs in `benchmarks/runs/prox_precision.jsonl`). `deblur()` defaults (PnP-ADMM, shipped "
         "certified denoiser, unknown boundary, Anderson) with `prox_precision` float32, then float64, on the same problem in "
-        "one process. Iterations to the 1e-4 relative residual of z. The float64 prox is what the memory plan chooses where "
-        f"it fits (docs/photographs.md). Machine: {machine()}.",
-        "",
-        *table(runs),
-    ]
-    write_section("prox-precision", "\n".join(body))
+        "one process. Iterations to the 1e-4 relative residual of z (each float64 iteration costs more: its conjugate "
+        f"gradients run in float64; docs/photographs.md). Machine: {machine()}."
+    )
+    write_table_section("prox-precision", "Unknown boundary: the data prox in float32 or float64 (PnP-ADMM)", description, table(runs))
+
     return 0
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import append_record, load_records, machine, write_section  # the script's folder is on sys.path
+from benchlib import append_record, load_records, machine, write_table_section  # the script's folder is on sys.path
 
 _HERE = Path(__file__).resolve().parent
 RUNS = _HERE / "runs" / "speed_photo.jsonl"
@@ -197,20 +197,17 @@ def main(argv=None) -> int:
             append_record(RUNS, rec)
             print(json.dumps(rec), flush=True)
     runs = load_records(RUNS)
-    body = [
-        "## Photographs at full size: time, iterations, peak memory (deblur() defaults)",
-        "",
+    description = (
         f"`python benchmarks/speed_photo.py --sizes ... --via ...` (runs in `benchmarks/runs/speed_photo.jsonl`). A bundled "
         f"photograph (`coffee`) upsampled to each size, blurred on its own support by {KERNEL} (no boundary rule true), noise "
         f"{NOISE}, quantised to 8 bits; `deblur()` defaults (PnP-ADMM, shipped certified denoiser, unknown boundary, default "
         "memory plan), colour. Each run in a fresh process; peak = the process's resident high-water mark (VmHWM; for the "
         "command line, GNU time's maximum resident set). `api`: the Python API as a user calls it (no allocator setting); "
         "`cli`: `pnp-stable deblur` on a PNG (keeps freed memory). PSNR against the upsampled scene on the frame. "
-        f"Machine: {runs[-1]['machine'] if runs else machine()}.",
-        "",
-        *table(runs),
-    ]
-    write_section("speed-photo", "\n".join(body))
+        f"Machine: {runs[-1]['machine'] if runs else machine()}."
+    )
+    write_table_section("speed-photo", "Photographs at full size: time, iterations, peak memory (deblur() defaults)",
+                        description, table(runs))
     return 0
 
 

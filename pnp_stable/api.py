@@ -281,11 +281,10 @@ def _execute(y: torch.Tensor, operator, plan: RunPlan, *, max_memory=None, progr
     takes_anderson = solver_info(plan.solver).source == "built-in" or "anderson" in options
     acc = Anderson.resolve(options.get("anderson", True)) if takes_anderson else None
     mem = plan_memory(_solver_shape(operator, y), y.dtype, den, plan.solver, acc, max_memory,
-                      iterative_prox=bool(getattr(operator, "iterative_prox", False)))
+                      iterative_prox=bool(getattr(operator, "iterative_prox", False)),
+                      wide_prox=options.get("prox_precision") == torch.float64)
     if takes_anderson:
         options["anderson"] = mem.anderson if mem.anderson is not None else False
-    if mem.prox_precision is not None and plan.solver == "pnp-admm" and "prox_precision" not in options:
-        options["prox_precision"] = mem.prox_precision
     tracker = None
     if not mem.tiles.whole and progress:
         # A bar over tiles, whose total follows the predicted number of iterations (time left).
@@ -300,8 +299,7 @@ def _execute(y: torch.Tensor, operator, plan: RunPlan, *, max_memory=None, progr
     finally:
         if tracker is not None:
             tracker.close()
-    if report is not None and hasattr(report, "notes") and (not mem.tiles.whole or mem.anderson is not acc
-                                                            or mem.prox_precision is not None):
+    if report is not None and hasattr(report, "notes") and (not mem.tiles.whole or mem.anderson is not acc):
         report.notes.append(mem.describe())
     return Reconstruction(x, report)
 

@@ -123,7 +123,7 @@ def _numel(shape) -> int:
 
 
 def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Anderson | None,
-                max_memory=None, *, iterative_prox: bool = False) -> MemoryPlan:
+                max_memory=None, *, iterative_prox: bool = False, wide_prox: bool = False) -> MemoryPlan:
     """Plan a run on images of ``shape`` (the solver's domain) within ``max_memory``.
 
     Parameters
@@ -140,10 +140,10 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
         Requested acceleration; its ``storage`` may be lowered to ``"half"`` by the plan.
     max_memory : int, str or None
         Budget in bytes or as ``"4G"``; None: the default (module notes).
-    iterative_prox : bool
-        Whether the operator's data prox runs conjugate gradients: a PnP-ADMM run in float32
-        then solves it in float64 where the budget leaves the denoiser room enough (fewer
-        iterations; :func:`pnp_stable.solvers.pnp_admm`).
+    iterative_prox, wide_prox : bool
+        Whether the operator's data prox runs conjugate gradients, and whether the run asks
+        for it in float64 (``prox_precision=torch.float64`` of
+        :func:`pnp_stable.solvers.pnp_admm`): its wider buffers are then budgeted.
 
     Raises
     ------
@@ -184,6 +184,9 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
             return whole  # cannot be tiled: it needs the whole image
         return min(whole, per_pixel * (MIN_TILE + 2 * halo) ** 2)
 
+    wide = torch.float64 if wide_prox and iterative_prox and solver == "pnp-admm" and dtype == torch.float32 else None
+    if wide is not None:
+        state += WIDE_PROX_COPIES * numel * itemsize
     lean = None if anderson is None else replace(anderson, storage="half")
     floor = PROCESS_BASELINE + state + history(lean) + smallest_tile()
     if explicit:
@@ -198,11 +201,6 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
         budget = max(DEFAULT_MAX_MEMORY, floor)
 
     comfort = min(whole, _DENOISER_COMFORT)
-    wide = None
-    if iterative_prox and solver == "pnp-admm" and dtype == torch.float32:
-        extra = WIDE_PROX_COPIES * numel * itemsize
-        if budget - PROCESS_BASELINE - state - extra - history(anderson) >= comfort:
-            state, wide = state + extra, torch.float64
     acc = anderson
     room = budget - PROCESS_BASELINE - state - history(acc)
     if acc is not None and acc.storage == "full" and room < comfort:

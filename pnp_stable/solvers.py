@@ -303,8 +303,8 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
         floor about ``tau ||A||^2`` times float32's, whose noise in every evaluation stalls the
         accelerated tail (measured on an unknown-boundary photograph: 45 iterations against 29).
         The result is rounded back to the run's dtype and that rounding is added to the error
-        bound.  Default: the run's dtype (:mod:`pnp_stable.memory` chooses float64 where the
-        budget allows).
+        bound.  Each iteration then costs more (the conjugate gradients run in float64).
+        Default: the run's dtype.
 
     Returns
     -------

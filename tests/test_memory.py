@@ -27,10 +27,14 @@ def test_a_12_megapixel_photo_is_planned_lean():
     assert plan.anderson.storage == "half" and plan.anderson.memory == 5 and plan.prox_precision is None
 
 
-def test_a_photo_that_fits_gets_the_float64_prox():
-    plan = plan_memory((1, 3, 890, 1178), torch.float32, _net(), "pnp-admm", Anderson(), iterative_prox=True)
-    assert plan.prox_precision == torch.float64 and plan.estimate <= DEFAULT_MAX_MEMORY
-    assert plan_memory((1, 3, 890, 1178), torch.float32, _net(), "pnp-admm", Anderson()).prox_precision is None
+def test_a_float64_prox_is_budgeted_when_asked_for():
+    shape = (1, 3, 890, 1178)
+    narrow = plan_memory(shape, torch.float32, _net(), "pnp-admm", Anderson(), iterative_prox=True)
+    wide = plan_memory(shape, torch.float32, _net(), "pnp-admm", Anderson(), iterative_prox=True, wide_prox=True)
+    assert narrow.prox_precision is None and wide.prox_precision == torch.float64
+    assert wide.state_bytes > narrow.state_bytes and wide.estimate <= wide.budget
+    # Closed-form proxes have nothing to widen.
+    assert plan_memory(shape, torch.float32, _net(), "pnp-admm", Anderson(), wide_prox=True).prox_precision is None
 
 
 def test_small_images_keep_everything_as_it_was():
