@@ -61,7 +61,13 @@ def stored(observation: np.ndarray, kind: str) -> np.ndarray:
 
 
 def problem(scene: np.ndarray, kernel: str, level: float, seed: int) -> np.ndarray:
-    """The valid blur of ``scene`` (H, W, C) plus seeded noise, in [0, 1] units (not clipped)."""
+    """The valid blur of ``scene`` (H, W, C) plus seeded noise, in [0, 1] units (not clipped).
+
+    Examples
+    --------
+    >>> problem(np.full((40, 40, 1), 0.5), "box:5", 0.0, seed=0).shape  # the kernel's reach is cut off
+    (36, 36, 1)
+    """
     x = torch.from_numpy(np.moveaxis(scene, -1, 0).copy())[None]
     blurred = Blur(kernel, boundary="unknown").A(x)[0].permute(1, 2, 0).numpy()
     return blurred + level / 255 * np.random.default_rng(seed).standard_normal(blurred.shape)
@@ -73,6 +79,15 @@ def _centre(a: np.ndarray, side: int) -> np.ndarray:
 
 
 def run_problem(scene, kernel, level, seed, kind, with_psnr: bool) -> dict:
+    """Estimate the level of one stored problem (and, ``with_psnr``, deblur told and not told it).
+
+    Examples
+    --------
+    >>> scene = np.random.default_rng(0).random((80, 80, 1))
+    >>> rec = run_problem(scene, "box:3", 12.75, seed=0, kind="png", with_psnr=False)
+    >>> sorted(rec), rec["estimate"] > 0
+    (['estimate', 'estimate_seconds', 'rel_error'], True)
+    """
     y = stored(problem(scene, kernel, level, seed), kind)
     t = torch.from_numpy(np.moveaxis(y, -1, 0).copy())[None].float()
     start = time.perf_counter()

@@ -155,7 +155,7 @@ def table(runs: list[dict]) -> list[str]:
     >>> r = dict(size_mp=1.0, height=864, width=1152, via="api", noise_arg="0.01", seconds=30.0, iterations=15,
     ...          converged=True, guaranteed=True, psnr=30.0, peak_bytes=2**30, notes=[])
     >>> table([r])[-1]
-    '| 1 | 1152x864 | api | 0.01 | 30.0 | 15 | 2.00 | 1.00 | 30.00 | yes | whole |'
+    '| 1 | 1152x864 | api | 0.01 | 30.0 | 15 | 2.01 | 1.00 | 30.00 | yes | whole |'
     """
     rows = ["| megapixels | size | via | --noise | wall s | iterations | s / iteration / MP | peak GiB | PSNR | guaranteed | denoiser |",
             "|---:|---|---|---|---:|---:|---:|---:|---:|---|---|"]

@@ -233,7 +233,7 @@ def reconstruct(y: torch.Tensor, operator, *, denoiser="default", solver: str = 
     max_memory : int or str, optional
         Memory budget of the run (bytes, or ``"4G"``): the denoiser is evaluated tile by tile
         with an exact halo when the whole image does not fit (:mod:`pnp_stable.memory`).
-        Default: 4 GiB, or the least a very large image needs.
+        Default: 4 GiB, or for a larger image its solver state plus room for 512-pixel tiles.
     **solver_options
         Solver-specific options (``step``, ``strict``...); unknown ones raise TypeError.
 

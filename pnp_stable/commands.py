@@ -34,7 +34,7 @@ def _add_noise_and_denoiser(p: argparse.ArgumentParser, level: Callable) -> None
                         "estimated from each image, and the estimate reported")
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget of a run, e.g. 4G or 512M: large images are restored with the denoiser evaluated "
-                        "in exact tiles (default: 4G, or the least a very large image needs)")
+                        "in exact tiles (default: 4G, or for a larger image its solver state plus room for 512-pixel tiles)")
     p.add_argument("--denoiser", default="default", help="weights file written by pnp-stable export, or a shipped model name "
                    "(see pnp-stable models; default: the shipped certified model for the image's channels)")
 

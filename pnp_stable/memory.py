@@ -9,8 +9,8 @@ the denoiser enough room (a proposal's precision never touches the guarantee,
 when it fits and otherwise tile by tile with an exact halo (:mod:`denoisers.tiling`: the same
 map, so the same certificate).
 
-``max_memory=None`` (the default) plans within :data:`DEFAULT_MAX_MEMORY`, or within the least
-a very large image needs when that is more; an explicit ``max_memory`` is a hard budget, and a
+``max_memory=None`` (the default) plans within :data:`DEFAULT_MAX_MEMORY` or, for an image too
+large for it, within its solver state plus room for 512-pixel tiles; an explicit ``max_memory`` is a hard budget, and a
 run that cannot fit it is refused before it starts, with the size it needs.
 """
 
@@ -35,15 +35,19 @@ DEFAULT_MAX_MEMORY = 4 << 30
 PROCESS_BASELINE = 832 << 20
 
 #: Image-sized buffers a solver's run holds at its peak besides the Anderson history and the
-#: denoiser's activations (iterates, residuals, the data prox's CG vectors and FFT buffers, and
-#: the heap's fragmentation while freed memory is kept: :func:`pnp_stable.allocator.freed_memory_kept`),
-#: measured on a 4-megapixel colour photograph (benchmarks/RESULTS.md, section "speed-photo"):
-#: PnP-ADMM 23, PnP-FBS 29, rounded up.
-STATE_COPIES = {"pnp-admm": 24, "pnp-fbs": 30, "denoise": 3}
+#: denoiser's activations (iterates, residuals, the data prox's CG vectors and FFT buffers), and
+#: the heap's fragmentation while freed memory is kept (:func:`pnp_stable.allocator.freed_memory_kept`),
+#: which grows over the first iterations.  From peaks measured on 4-megapixel colour photographs
+#: (benchmarks/RESULTS.md, section "speed-photo"): PnP-ADMM about 40 after a converged run (23
+#: after 2 iterations); PnP-FBS 29 after 2 iterations, scaled alike.
+STATE_COPIES = {"pnp-admm": 40, "pnp-fbs": 50, "denoise": 3}
 
 #: Extra image-sized (working dtype) buffers of a data prox solved in float64 for a float32 run:
 #: its CG vectors and FFT buffers at twice the width, and the observation in float64.
 WIDE_PROX_COPIES = 11
+
+#: Tile core (pixels per side) a grown default budget leaves the denoiser room for.
+_DEFAULT_TILE = 512
 
 #: Below this share of what a whole evaluation needs (or 512 MiB), the denoiser gets more room by
 #: storing the Anderson history in half precision.
@@ -187,6 +191,13 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
     wide = torch.float64 if wide_prox and iterative_prox and solver == "pnp-admm" and dtype == torch.float32 else None
     if wide is not None:
         state += WIDE_PROX_COPIES * numel * itemsize
+    def comfortable_tile() -> int:
+        try:
+            halo = receptive_radius(denoiser)
+        except ValueError:
+            return whole
+        return min(whole, per_pixel * (_DEFAULT_TILE + 2 * halo) ** 2)
+
     lean = None if anderson is None else replace(anderson, storage="half")
     floor = PROCESS_BASELINE + state + history(lean) + smallest_tile()
     if explicit:
@@ -198,7 +209,9 @@ def plan_memory(shape, dtype: torch.dtype, denoiser, solver: str, anderson: Ande
                              f"denoiser's smallest tile {smallest_tile() / 2**30:.2f} GiB; give at least {math.ceil(floor / 2**27) / 8:.2f} GiB "
                              f"(max_memory='{math.ceil(floor / 2**27) / 8:g}G')")
     else:
-        budget = max(DEFAULT_MAX_MEMORY, floor)
+        # A default budget grown for a very large image gives the denoiser tiles large enough that
+        # their halo costs little, not the smallest that fit.
+        budget = max(DEFAULT_MAX_MEMORY, floor - smallest_tile() + comfortable_tile())
 
     comfort = min(whole, _DENOISER_COMFORT)
     acc = anderson
