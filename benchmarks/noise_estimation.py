@@ -162,15 +162,14 @@ def main(argv=None) -> int:
     runs = load_records(RUNS)
     description = (
         f"`python benchmarks/noise_estimation.py --data DATA/test --sets {args.sets} --limit {args.limit} --kernels {args.kernels}"
-        f"{' --psnr' if args.psnr else ''}` (a SUBSET: the first {args.limit} images of each set; runs in "
+        f"{' --psnr' if args.psnr else ''}` (a SUBSET: the first {args.limit} image(s) of each set; runs in "
         "`benchmarks/runs/noise_estimation.jsonl`). Each full image blurred on its own support by a Levin kernel, seeded Gaussian "
         "noise, stored as an 8-bit PNG or a JPEG of quality 90; the estimator is `deblur()`'s (deepinv's patch-covariance "
         "estimator on the whole stored image). Error = estimate / true level - 1. PSNR columns: `deblur()` defaults on the "
-        "centre 256x256 of the PNG, told the true level or estimating it (from the crop). JPEG removes part of the noise, so "
-        f"its estimates fall below the level that was added. Machine: {machine()}."
+        "centre 256x256 of the PNG, told the true level or estimating it (from the crop). JPEG removes part of the noise and "
+        f"adds artefacts of its own, so its estimates are not the level that was added. Machine: {machine()}."
     )
     write_table_section("noise-estimation", "Noise level estimated from blurred photographs", description, table(runs))
-
     return 0
 
 

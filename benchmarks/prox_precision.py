@@ -92,7 +92,6 @@ def main(argv=None) -> int:
         f"gradients run in float64; docs/photographs.md). Machine: {machine()}."
     )
     write_table_section("prox-precision", "Unknown boundary: the data prox in float32 or float64 (PnP-ADMM)", description, table(runs))
-
     return 0
 
 

@@ -10,8 +10,8 @@ as its documentation says; scikit-image's ``estimate_sigma`` needs PyWavelets to
 finely textured images at low noise it over-estimates (cameraman at 0.01: 0.027), as texture
 then passes for noise: give the level where it is known.
 
-JPEG compression removes part of the noise, so on JPEG files the estimate is the noise that is
-left, which is what the restoration sees.
+JPEG compression removes part of the noise and adds artefacts of its own, so on JPEG files the
+estimate is what is left, which is what the restoration sees.
 """
 
 from __future__ import annotations
