@@ -157,7 +157,7 @@ def table(runs: list[dict]) -> list[str]:
     >>> table([r])[-1]
     '| 1 | 1152x864 | api | 0.01 | 30.0 | 15 | 2.01 | 1.00 | 30.00 | yes | whole |'
     """
-    rows = ["| megapixels | size | via | --noise | wall s | iterations | s / iteration / MP | peak GiB | PSNR | guaranteed | denoiser |",
+    rows = ["| megapixels | size | via | --noise | wall s | iterations | s / iteration / MP | peak GiB | PSNR | converged, guaranteed | denoiser |",
             "|---:|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     latest = {}
     for r in runs:
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     if args.child:
         _child(args)
         return 0
-    sizes = [float(s) for s in args.sizes.split(",")]
+    sizes = [float(s) for s in args.sizes.split(",") if s]  # --sizes '': only rewrite the section
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
         ap.error(f"unknown sizes {unknown}; choose from {sorted(SIZES)}")

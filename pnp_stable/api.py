@@ -181,20 +181,32 @@ def _checked_noise_level(value) -> float:
     return value
 
 
+def _asks_for_estimate(noise_level) -> bool:
+    """None or ``"auto"``: the level is to be estimated from the image."""
+    return noise_level is None or (isinstance(noise_level, str) and noise_level == "auto")
+
+
+def _check_level_argument(noise_level) -> None:
+    """A given level must be valid before any work; None / "auto" asks for an estimate."""
+    if not _asks_for_estimate(noise_level):
+        _checked_noise_level(noise_level)
+
+
 def _given_or_estimated_noise(noise_level, y: torch.Tensor) -> tuple[float, bool]:
     """``(level, estimated)``: the checked ``noise_level``, or, when it is None or ``"auto"``, the
     level estimated from ``y``."""
-    if noise_level is None or (isinstance(noise_level, str) and noise_level == "auto"):
+    if _asks_for_estimate(noise_level):
         from .noise_level import estimate_noise_level
 
         return estimate_noise_level(y), True
     return _checked_noise_level(noise_level), False
 
 
-def _noise_note(level: float, estimated: bool) -> str:
-    """The report's line about the noise level."""
-    how = "estimated from the image (deepinv's patch-covariance estimator)" if estimated else "given"
-    return f"noise level {level:.4g} ({level * 255:.3g}/255), {how}"
+def _noted_estimate(rec: Reconstruction, level: float, estimated: bool) -> None:
+    """Put an estimated noise level first among the report's notes."""
+    if estimated and rec.report is not None and hasattr(rec.report, "notes"):
+        rec.report.notes.insert(0, f"noise level {level:.4g} ({level * 255:.3g}/255), estimated from the image "
+                                   "(deepinv's patch-covariance estimator)")
 
 
 def _noise_level(operator) -> float | None:
@@ -410,8 +422,7 @@ def deblur(image, kernel, noise_level: float | str | None = None, *, solver: str
     >>> r.noise_estimated, r.report.notes[0].startswith("noise level")
     (True, True)
     """
-    if noise_level is not None and not (isinstance(noise_level, str) and noise_level == "auto"):
-        _checked_noise_level(noise_level)
+    _check_level_argument(noise_level)
     y, how = _to_batch(image, channel_axis)
     if not bool(torch.isfinite(y).all()):
         raise ValueError("image contains NaN or Inf")
@@ -420,6 +431,5 @@ def deblur(image, kernel, noise_level: float | str | None = None, *, solver: str
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
     rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress,
                       max_memory=max_memory)
-    if estimated and rec.report is not None and hasattr(rec.report, "notes"):
-        rec.report.notes.insert(0, _noise_note(noise_level, estimated))
+    _noted_estimate(rec, noise_level, estimated)
     return Reconstruction(_from_batch(op.observed_region(rec.image), how), rec.report, noise_level, estimated)

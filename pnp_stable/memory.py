@@ -39,7 +39,8 @@ PROCESS_BASELINE = 832 << 20
 #: the heap's fragmentation while freed memory is kept (:func:`pnp_stable.allocator.freed_memory_kept`),
 #: which grows over the first iterations.  From peaks measured on 4-megapixel colour photographs
 #: (benchmarks/RESULTS.md, section "speed-photo"): PnP-ADMM about 40 after a converged run (23
-#: after 2 iterations); PnP-FBS 29 after 2 iterations, scaled alike.
+#: after 2 iterations); PnP-FBS was measured once, after 2 iterations only (29, not recorded in
+#: RESULTS), and scaled alike.
 STATE_COPIES = {"pnp-admm": 40, "pnp-fbs": 50, "denoise": 3}
 
 #: Extra image-sized (working dtype) buffers of a data prox solved in float64 for a float32 run:

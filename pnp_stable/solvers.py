@@ -301,7 +301,7 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
         Solve an iterative data prox (conjugate gradients) in this dtype, e.g. ``torch.float64``
         for a float32 run: the prox ``(tau A^T A + I)^{-1}`` computed in float32 stops at a rounding
         floor about ``tau ||A||^2`` times float32's, whose noise in every evaluation stalls the
-        accelerated tail (measured on an unknown-boundary photograph: 45 iterations against 29).
+        accelerated tail (benchmarks/RESULTS.md, section "prox-precision").
         The result is rounded back to the run's dtype and that rounding is added to the error
         bound.  Each iteration then costs more (the conjugate gradients run in float64).
         Default: the run's dtype.
@@ -372,7 +372,7 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
         if x.dtype != z.dtype:
             # Rounding the solution back to the run's dtype moves it: measured, and added.
             narrow = x.to(z.dtype)
-            cast = _row_distance(narrow, x)
+            cast = (narrow.to(x.dtype) - x).flatten(1).norm(dim=1)
             x, bound, rounding = narrow, bound + cast, rounding + cast
         return x, bound, rounding
 
@@ -416,12 +416,3 @@ def pnp_admm(y: torch.Tensor, operator, denoiser, *, sigma: float = 0.0, step: f
             x = operator.prox_l2(z, y, tau)
     return x, _finish(report)
 
-
-def _row_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``||a - b||`` in float64 (``b`` the wider), chunk by chunk: no full-size temporary."""
-    a2, b2 = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
-    acc = torch.zeros(a.shape[0], dtype=torch.float64, device=a.device)
-    for start in range(0, a2.shape[1], 1 << 20):
-        d = a2[:, start : start + (1 << 20)].to(torch.float64) - b2[:, start : start + (1 << 20)].to(torch.float64)
-        acc += d.square().sum(1)
-    return acc.sqrt()

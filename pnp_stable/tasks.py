@@ -15,8 +15,8 @@ import torch
 from operators import Downsampling
 from operators.noise import Gaussian
 
-from .api import (Reconstruction, _checked_noise_level, _execute_on, _from_batch, _given_or_estimated_noise, _match_dtype,
-                  _noise_note, _to_batch, plan_run, resolve_denoiser)
+from .api import (Reconstruction, _check_level_argument, _checked_noise_level, _execute_on, _from_batch,
+                  _given_or_estimated_noise, _match_dtype, _noted_estimate, _to_batch, plan_run, resolve_denoiser)
 from .registry import DEFAULT_SOLVER
 
 __all__ = ["denoise", "super_resolve", "SR_BOUNDARIES", "DEFAULT_SR_BOUNDARY"]
@@ -34,12 +34,6 @@ def _checked_batch(image, channel_axis):
     if not bool(torch.isfinite(y).all()):
         raise ValueError("image contains NaN or Inf")
     return y, how
-
-
-def _check_level_argument(noise_level) -> None:
-    """A given level must be valid before any work; None / "auto" asks for an estimate."""
-    if noise_level is not None and not (isinstance(noise_level, str) and noise_level == "auto"):
-        _checked_noise_level(noise_level)
 
 
 def denoise(image, noise_level: float | str | None = None, *, denoiser="default", channel_axis: int | None = None,
@@ -153,6 +147,5 @@ def super_resolve(image, factor: int, noise_level: float | str | None = None, *,
     plan = plan_run(denoiser, solver, noise_level=noise_level, sigma=sigma, channels=y.shape[1], **solver_options)
     rec = _execute_on(y, op, plan, device, max_iter=max_iter, tol=tol, callback=callback, progress=progress,
                       max_memory=max_memory)
-    if estimated and rec.report is not None and hasattr(rec.report, "notes"):
-        rec.report.notes.insert(0, _noise_note(noise_level, estimated))
+    _noted_estimate(rec, noise_level, estimated)
     return Reconstruction(_from_batch(rec.image, how), rec.report, noise_level, estimated)
